@@ -1,0 +1,295 @@
+"""The HTTP API: parse, call one service function, render. Errors are problem+json."""
+
+
+import logging
+from http import HTTPStatus
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from refill import services
+from refill.api import schemas as s
+from refill.bootstrap import Refill
+from refill.errors import Forbidden, PaymentFailed, RefillError, Unauthenticated
+from refill.money import parse_amount
+from refill.reload import UNSET, SettingsChange
+from refill.services import Principal
+
+log = logging.getLogger("refill.api")
+
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"urn:refill:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+_STATUS_CODES = {
+    400: "malformed_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RefillError)
+    async def _refill_error(_: Request, exc: RefillError) -> JSONResponse:
+        extra = {k: v for k, v in exc.extra.items() if v is not None}
+        if isinstance(extra.get("available"), int):
+            extra["available"] = s.fmt(extra["available"], extra.pop("currency", None))
+        return problem(exc.status, exc.code, exc.title, exc.message, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e["loc"] if p != "body"),
+                "message": e["msg"],
+                "type": e["type"],
+            }
+            for e in exc.errors()
+        ]
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem(
+                400, "malformed_json", "Malformed JSON", "the request body is not valid JSON"
+            )
+        detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
+        return problem(422, "validation_error", "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        title = HTTPStatus(exc.status_code).phrase
+        return problem(exc.status_code, code, title, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return problem(
+            500,
+            "internal_error",
+            "Internal error",
+            "something went wrong on our side; nothing was charged twice",
+        )
+
+
+def create_app(refill: Refill) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if refill.worker is not None:
+            refill.worker.start()
+        try:
+            yield
+        finally:
+            if refill.worker is not None:
+                await run_in_threadpool(refill.worker.stop)
+
+    app = FastAPI(
+        title="Refill",
+        version="0.1.0",
+        summary="Auto-reload for prepaid parent wallets.",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    db = refill.db
+
+    def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise Unauthenticated("send your API key as 'Authorization: Bearer <key>'")
+        return services.authenticate(db, authorization.removeprefix("Bearer ").strip())
+
+    def owner(p: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not p.is_owner:
+            raise Forbidden(
+                "this needs the agency owner's key; subteam keys can record usage "
+                "and authorize calls only"
+            )
+        return p
+
+    def for_subteam(p: Principal, subteam_id: str) -> None:
+        if not p.is_owner and p.subteam_id != subteam_id:
+            raise Forbidden("a subteam key acts for its own subteam only")
+
+    Owner = Annotated[Principal, Depends(owner)]
+    Anyone = Annotated[Principal, Depends(principal)]
+    Limit = Annotated[int, Query(ge=1, le=services.MAX_PAGE)]
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> Response:
+        try:
+            db.read(lambda tx: tx.conn.execute(text("SELECT 1")).scalar())
+        except Exception:
+            return problem(503, "database_unavailable", "Not ready", "the database does not answer")
+        return JSONResponse({"status": "ready"})
+
+    @app.post("/v1/subteams", status_code=201)
+    def create_subteam(body: s.SubteamCreate, p: Owner) -> s.SubteamOut:
+        return s.SubteamOut.of(services.create_subteam(db, agency_id=p.agency_id, name=body.name))
+
+    @app.get("/v1/subteams")
+    def list_subteams(p: Owner) -> s.ListOf[s.SubteamOut]:
+        items = services.list_subteams(db, agency_id=p.agency_id)
+        return s.ListOf[s.SubteamOut](data=[s.SubteamOut.of(t) for t in items], next_cursor=None)
+
+    @app.post("/v1/subteams/{subteam_id}/keys", status_code=201)
+    def create_subteam_key(subteam_id: str, p: Owner) -> s.KeyOut:
+        key = services.create_subteam_key(db, agency_id=p.agency_id, subteam_id=subteam_id)
+        return s.KeyOut(id=key.id, api_key=key.secret)
+
+    @app.post("/v1/payment-methods", status_code=201)
+    def save_payment_method(
+        body: s.PaymentMethodCreate, p: Owner, response: Response
+    ) -> s.PaymentMethodOut:
+        pm, created = services.save_payment_method(
+            db, refill.gateway, agency_id=p.agency_id, token=body.token
+        )
+        if not created:
+            response.status_code = 200
+        return s.PaymentMethodOut.of(pm, db.clock.now())
+
+    @app.get("/v1/payment-methods")
+    def list_payment_methods(p: Owner) -> s.ListOf[s.PaymentMethodOut]:
+        now = db.clock.now()
+        items = services.list_payment_methods(db, agency_id=p.agency_id)
+        return s.ListOf[s.PaymentMethodOut](
+            data=[s.PaymentMethodOut.of(pm, now) for pm in items], next_cursor=None
+        )
+
+    @app.delete("/v1/payment-methods/{payment_method_id}", status_code=204)
+    def remove_payment_method(payment_method_id: str, p: Owner) -> Response:
+        services.remove_payment_method(
+            db, agency_id=p.agency_id, payment_method_id=payment_method_id
+        )
+        return Response(status_code=204)
+
+    @app.get("/v1/wallet")
+    def get_wallet(p: Owner) -> s.WalletOut:
+        return s.WalletOut.of(services.get_wallet(db, agency_id=p.agency_id))
+
+    @app.put("/v1/wallet/auto-reload")
+    def update_auto_reload(body: s.AutoReloadUpdate, p: Owner) -> s.WalletOut:
+        given = body.model_fields_set
+
+        def amount(name: str) -> Any:
+            if name not in given:
+                return UNSET
+            value = getattr(body, name)
+            return None if value is None else parse_amount(value, field=name)
+
+        change = SettingsChange(
+            enabled=body.enabled,
+            threshold=amount("threshold"),
+            reload_amount=amount("reload_amount"),
+            payment_method_id=body.payment_method_id if "payment_method_id" in given else UNSET,
+        )
+        wallet = services.update_auto_reload(
+            db, refill.policy, agency_id=p.agency_id, currency=p.currency, change=change
+        )
+        return s.WalletOut.of(wallet)
+
+    @app.post("/v1/wallet/credits", status_code=201)
+    def add_credits(
+        body: s.CreditsCreate,
+        p: Owner,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    ) -> s.ReloadOut:
+        attempt, created = services.add_credits(
+            db,
+            refill.processor,
+            refill.policy,
+            agency_id=p.agency_id,
+            currency=p.currency,
+            amount=parse_amount(body.amount),
+            payment_method_id=body.payment_method_id,
+            request_key=idempotency_key,
+        )
+        out = s.ReloadOut.of(attempt)
+        if attempt.status == "failed":
+            raise PaymentFailed(
+                f"the card was declined: {attempt.failure_message or attempt.failure_code}",
+                reload=out.model_dump(mode="json"),
+                decline_code=attempt.failure_code,
+            )
+        if attempt.status != "succeeded":
+            response.status_code = 202  # requires_action, or still charging
+        elif not created:
+            response.status_code = 200
+        return out
+
+    @app.post("/v1/usage", status_code=201)
+    def record_usage(body: s.UsageCreate, p: Anyone, response: Response) -> s.TransferOut:
+        for_subteam(p, body.subteam_id)
+        transfer, created = services.record_usage(
+            db,
+            agency_id=p.agency_id,
+            subteam_id=body.subteam_id,
+            amount=parse_amount(body.amount),
+            reference=body.reference,
+            description=body.description,
+        )
+        if not created:
+            response.status_code = 200
+        return s.TransferOut.of(transfer, p.currency)
+
+    @app.post("/v1/calls/authorize")
+    def authorize_call(body: s.AuthorizeRequest, p: Anyone) -> s.AuthorizationOut:
+        for_subteam(p, body.subteam_id)
+        result = services.authorize_call(db, agency_id=p.agency_id, subteam_id=body.subteam_id)
+        return s.AuthorizationOut(
+            allowed=result.allowed,
+            reason=result.reason,
+            available=s.fmt(result.available, result.currency),
+            currency=result.currency,
+        )
+
+    @app.get("/v1/reloads")
+    def list_reloads(
+        p: Owner, limit: Limit = 50, cursor: str | None = None
+    ) -> s.ListOf[s.ReloadOut]:
+        page = services.list_reloads(db, agency_id=p.agency_id, limit=limit, cursor=cursor)
+        return s.ListOf[s.ReloadOut](
+            data=[s.ReloadOut.of(a) for a in page.data], next_cursor=page.next_cursor
+        )
+
+    @app.get("/v1/reloads/{reload_id}")
+    def get_reload(reload_id: str, p: Owner) -> s.ReloadOut:
+        return s.ReloadOut.of(services.get_reload(db, agency_id=p.agency_id, attempt_id=reload_id))
+
+    @app.post("/v1/reloads/{reload_id}/cancel")
+    def cancel_reload(reload_id: str, p: Owner) -> s.ReloadOut:
+        return s.ReloadOut.of(
+            services.cancel_reload(db, agency_id=p.agency_id, attempt_id=reload_id)
+        )
+
+    @app.get("/v1/transactions")
+    def list_transactions(
+        p: Owner, limit: Limit = 50, cursor: str | None = None
+    ) -> s.ListOf[s.TransferOut]:
+        page = services.list_transfers(db, agency_id=p.agency_id, limit=limit, cursor=cursor)
+        return s.ListOf[s.TransferOut](
+            data=[s.TransferOut.of(t, p.currency) for t in page.data], next_cursor=page.next_cursor
+        )
+
+    return app

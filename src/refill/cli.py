@@ -1,0 +1,159 @@
+"""The `refill` command: serve, worker, db upgrade, agency create."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from refill import services
+from refill.bootstrap import build
+from refill.config import Settings
+from refill.db.database import create_db_engine
+from refill.db.migrate import DatabaseBehind, check_up_to_date, upgrade
+from refill.errors import RefillError
+
+app = typer.Typer(help="Refill: keeps prepaid wallets topped up.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+agency_app = typer.Typer(help="Agencies (top-level teams).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(agency_app, name="agency")
+
+console = Console(stderr=True)
+
+
+def _logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations to REFILL_DATABASE_URL (default: sqlite:///refill.db)."""
+    settings = Settings()
+    engine = create_db_engine(settings.database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    console.print(f"database at {_safe_url(settings.database_url)} is up to date")
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@agency_app.command("create")
+def agency_create(
+    name: Annotated[str, typer.Option(help="The agency's display name.")],
+    currency: Annotated[str, typer.Option(help="ISO 4217 code of the wallet.")] = "USD",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line on stdout.")] = False,
+) -> None:
+    """Create an agency with its wallet and print an owner API key (shown once)."""
+    refill = build(Settings(), in_process_worker=False)
+    try:
+        check_up_to_date(refill.db.engine)
+        agency, key = services.create_agency(refill.db, name=name, currency=currency)
+    except RefillError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        refill.close()
+    if as_json:
+        typer.echo(json.dumps({"agency_id": agency.id, "api_key": key.secret}))
+    else:
+        typer.echo(f"agency:  {agency.id} ({agency.name}, {agency.currency})")
+        typer.echo(f"api key: {key.secret}")
+        typer.echo("The key is shown once; store it now.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option(help="Seed a demo agency and simulate call traffic.")
+    ] = False,
+    worker: Annotated[
+        bool, typer.Option(help="Run reloads in this process (off: leave them to `refill worker`).")
+    ] = True,
+) -> None:
+    """Serve the HTTP API (and, by default, process reloads in the same process)."""
+    import uvicorn
+
+    from refill.api.app import create_app
+
+    _logging()
+    settings = Settings()
+    refill = build(settings, in_process_worker=worker)
+    try:
+        check_up_to_date(refill.db.engine)
+    except DatabaseBehind as exc:
+        refill.close()
+        raise _fail(exc.message) from None
+    traffic = None
+    if demo:
+        from refill.demo import DemoTraffic, seed_demo
+
+        seeded = seed_demo(refill)
+        console.print(f"[bold green]Refill demo[/bold green] on http://{host}:{port}")
+        console.print(f"  agency:    {seeded.agency_id} (Demo Agency)")
+        console.print(f"  owner key: {seeded.api_key}")
+        console.print(
+            f"  try:       curl -H 'Authorization: Bearer {seeded.api_key}' "
+            f"http://{host}:{port}/v1/wallet"
+        )
+        traffic = DemoTraffic(refill, seeded)
+        traffic.start()
+    try:
+        uvicorn.run(create_app(refill), host=host, port=port, log_level="info", access_log=False)
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        refill.db.dispose()
+
+
+@app.command("worker")
+def run_worker(
+    poll_interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
+) -> None:
+    """Process reloads left pending and reconcile stuck charges, as its own process."""
+    _logging()
+    settings = Settings()
+    refill = build(settings, in_process_worker=False)
+    try:
+        check_up_to_date(refill.db.engine)
+    except DatabaseBehind as exc:
+        refill.close()
+        raise _fail(exc.message) from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("refill.worker").info("worker started (poll every %.1fs)", poll_interval)
+    # A pass always runs to the end (claim, charge, record): stopping waits for it.
+    while not stop.is_set():
+        try:
+            refill.processor.run_due_work()
+        except Exception:
+            logging.getLogger("refill.worker").exception("worker pass failed")
+        stop.wait(poll_interval)
+    refill.db.dispose()
+    logging.getLogger("refill.worker").info("worker stopped")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,37 @@
+"""Settings from the environment (REFILL_*), validated once at start-up."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from refill.money import parse_amount
+from refill.reload import ReloadPolicy
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REFILL_", extra="ignore")
+
+    database_url: str = "sqlite:///refill.db"
+    gateway: Literal["sandbox"] = "sandbox"
+    min_reload_amount: str = "5.00"
+    max_reload_amount: str = "10000.00"
+    # How often the poller looks for attempts left behind by a crash.
+    poll_interval_seconds: float = 2.0
+    # A 'charging' attempt untouched this long is taken over by the reconciler.
+    stale_charging_seconds: float = 60.0
+    reload_threads: int = 4
+
+    @field_validator("min_reload_amount", "max_reload_amount")
+    @classmethod
+    def _amount(cls, value: str) -> str:
+        parse_amount(value)
+        return value
+
+    def reload_policy(self) -> ReloadPolicy:
+        return ReloadPolicy(
+            min_reload_amount=parse_amount(self.min_reload_amount),
+            max_reload_amount=parse_amount(self.max_reload_amount),
+        )

@@ -1,0 +1,164 @@
+"""Engine set-up and the unit of work.
+
+``Database.write(work)`` runs ``work(tx)`` in one transaction and commits; services never
+commit. When the database refuses the transaction because of its own locking (SQLite's
+``database is locked``, PostgreSQL's serialization failures and deadlocks, a dropped
+connection), the whole unit of work is run again from the start, so callers never see
+those errors. Work registered with ``tx.after_commit`` runs only once the commit is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from refill.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 12
+_PG_RETRYABLE = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
+
+
+@dataclass
+class Tx:
+    """One transaction: its connection, its time, and what to do after it commits."""
+
+    conn: Connection
+    now: datetime
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # Reload attempts created by this transaction, handed to the processor after commit.
+    new_reload_attempts: list[str] = field(default_factory=list)
+
+    @property
+    def dialect(self) -> str:
+        return self.conn.dialect.name
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        self._after_commit.append(fn)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Errors caused by the database's own concurrency control, safe to run again."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in _PG_RETRYABLE:
+        return True
+    if isinstance(exc, OperationalError):
+        message = str(orig).lower()
+        return "database is locked" in message or "database is busy" in message
+    return False
+
+
+def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_recycle=1800)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event decide how each transaction starts.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL keeps the file consistent on a crash; a transaction lost to power
+        # failure is recovered like any crash: the reload state machine re-reads its state.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front: a deferred transaction that upgrades from
+        # read to write can fail with "database is locked" without waiting.
+        mode = conn.get_execution_options().get("refill_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    def __init__(self, url: str, *, clock: Clock | None = None, pool_size: int = 10) -> None:
+        self.url = url
+        self.engine = create_db_engine(url, pool_size=pool_size)
+        self.clock: Clock = clock or SystemClock()
+        # Told about each reload attempt a committed transaction created ("instant
+        # processing"); set by bootstrap to the reload processor, None means the poller finds it.
+        self.on_new_reload_attempt: Callable[[str], None] | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite" and not write:
+                conn = conn.execution_options(refill_begin="DEFERRED")
+            with conn.begin():
+                yield conn
+
+    def _run(self, work: Callable[[Tx], T], *, write: bool) -> T:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with self._transaction(write=write) as conn:
+                    tx = Tx(conn=conn, now=self.clock.now())
+                    result = work(tx)
+            except DBAPIError as exc:
+                if attempt == MAX_ATTEMPTS or not is_retryable(exc):
+                    raise
+                # Jittered exponential back-off so contending writers spread out.
+                delay = min(0.2, 0.002 * 2**attempt) * (0.5 + random.random())
+                log.debug("retrying transaction after %s (attempt %d)", exc.orig, attempt)
+                time.sleep(delay)
+                continue
+            self._after_commit(tx)
+            return result
+        raise AssertionError("unreachable")
+
+    def _after_commit(self, tx: Tx) -> None:
+        hooks = list(tx._after_commit)
+        listener = self.on_new_reload_attempt
+        if listener is not None:
+            hooks += [partial(listener, attempt_id) for attempt_id in tx.new_reload_attempts]
+        for fn in hooks:
+            try:
+                fn()
+            except Exception:
+                # The commit stands; whatever the hook missed, the poller picks up.
+                log.exception("after-commit hook failed")
+
+    def write(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in a write transaction, retrying on the database's own lock errors."""
+        return self._run(work, write=True)
+
+    def read(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in a read transaction (on SQLite, one that does not lock writers out)."""
+        return self._run(work, write=False)

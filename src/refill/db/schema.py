@@ -1,0 +1,257 @@
+"""Tables. Refill uses SQLAlchemy Core: every statement on the money path is explicit.
+
+The Alembic migrations under ``migrations/versions`` create exactly these tables; a test
+compares the migrated database with this metadata so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Dialect,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import DateTime, TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes everywhere; SQLite stores them naive, PostgreSQL as timestamptz."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BIGINT on PostgreSQL; INTEGER on SQLite so an integer primary key is the rowid.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+ACTIVE_AUTO_RELOAD_STATUSES = ("pending", "charging", "requires_action")
+
+agencies = Table(
+    "agencies",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    # NULL for the system accounts (one per kind and currency).
+    Column("agency_id", String(40), ForeignKey("agencies.id"), nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    # Kept for wallets only: system accounts are written by every agency, so their balance
+    # is the sum of their transfers instead of a row everyone would contend on.
+    Column("balance", BigInteger, nullable=False, server_default="0"),
+    # The trigger level while auto-reload is active, NULL otherwise. It lives on the row the
+    # debit already locks, so deciding to reload costs the hot path nothing.
+    Column("reload_below", BigInteger, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint(
+        "kind IN ('wallet', 'card_funding', 'manual_funding', 'usage_revenue', 'granted_credits')",
+        name="kind",
+    ),
+    CheckConstraint("kind = 'wallet' OR balance = 0", name="system_balance_unused"),
+    CheckConstraint("kind = 'wallet' OR agency_id IS NULL", name="system_has_no_agency"),
+    CheckConstraint("kind <> 'wallet' OR agency_id IS NOT NULL", name="wallet_has_agency"),
+    CheckConstraint("kind <> 'wallet' OR balance >= 0", name="wallet_not_negative"),
+)
+Index(
+    "uq_accounts_one_wallet_per_agency",
+    accounts.c.agency_id,
+    unique=True,
+    sqlite_where=text("kind = 'wallet'"),
+    postgresql_where=text("kind = 'wallet'"),
+)
+Index(
+    "uq_accounts_one_system_account",
+    accounts.c.kind,
+    accounts.c.currency,
+    unique=True,
+    sqlite_where=text("agency_id IS NULL"),
+    postgresql_where=text("agency_id IS NULL"),
+)
+
+subteams = Table(
+    "subteams",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agency_id", String(40), ForeignKey("agencies.id"), nullable=False, index=True),
+    # The parent wallet, copied here (it never changes) so a usage debit is one statement.
+    Column("wallet_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # Target of the transfers' (subteam, agency) foreign key.
+    UniqueConstraint("id", "agency_id", name="uq_subteams_id_agency"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agency_id", String(40), ForeignKey("agencies.id"), nullable=False, index=True),
+    Column("subteam_id", String(40), ForeignKey("subteams.id"), nullable=True),
+    Column("role", String(16), nullable=False),
+    # SHA-256 of the secret; the secret itself is shown once and never stored.
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    CheckConstraint("role IN ('owner', 'subteam')", name="role"),
+    CheckConstraint(
+        "(role = 'subteam') = (subteam_id IS NOT NULL)", name="subteam_key_has_subteam"
+    ),
+)
+
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("agency_id", String(40), ForeignKey("agencies.id"), nullable=False),
+    Column("debit_account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("credit_account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("reference", String(255), nullable=False),
+    Column("subteam_id", String(40), nullable=True),
+    Column("description", String(500), nullable=True),
+    Column("metadata", Text, nullable=True),
+    # The wallet's balance right after this transfer: history and charts without a scan.
+    Column("wallet_balance_after", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
+    CheckConstraint(
+        "kind IN ('usage', 'auto_reload', 'manual_reload', 'grant', 'adjustment')", name="kind"
+    ),
+    # Usage is attributed only to a subteam of the same agency: the database checks it.
+    ForeignKeyConstraint(
+        ["subteam_id", "agency_id"],
+        ["subteams.id", "subteams.agency_id"],
+        name="fk_transfers_subteam",
+    ),
+    # Exactly once: a reference names one movement of one kind for one agency.
+    UniqueConstraint("agency_id", "kind", "reference", name="uq_transfers_reference"),
+)
+Index("ix_transfers_agency_newest", transfers.c.agency_id, transfers.c.id)
+Index("ix_transfers_debit", transfers.c.debit_account_id, transfers.c.id)
+Index("ix_transfers_credit", transfers.c.credit_account_id, transfers.c.id)
+
+payment_methods = Table(
+    "payment_methods",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agency_id", String(40), ForeignKey("agencies.id"), nullable=False, index=True),
+    Column("gateway", String(16), nullable=False),
+    # The gateway's token (a Stripe PaymentMethod id); never a card number.
+    Column("token", String(255), nullable=False),
+    Column("brand", String(32), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("exp_month", Integer, nullable=False),
+    Column("exp_year", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("removed_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("agency_id", "gateway", "token", name="uq_payment_methods_token"),
+)
+
+auto_reload_settings = Table(
+    "auto_reload_settings",
+    metadata,
+    Column("wallet_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    # NULL until the owner sets them; enabling requires both (checked by reload.py).
+    Column("threshold", BigInteger, nullable=True),
+    Column("reload_amount", BigInteger, nullable=True),
+    Column("payment_method_id", String(40), ForeignKey("payment_methods.id"), nullable=True),
+    Column("status", String(16), nullable=False),
+    # Why auto-reload stopped by itself (a declined card); NULL unless suspended.
+    Column("suspended_reason", String(500), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint("status IN ('off', 'active', 'suspended')", name="status"),
+    CheckConstraint("threshold >= 0", name="threshold_not_negative"),
+    CheckConstraint("reload_amount > 0", name="reload_amount_positive"),
+)
+
+reload_attempts = Table(
+    "reload_attempts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agency_id", String(40), ForeignKey("agencies.id"), nullable=False),
+    Column("wallet_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("payment_method_id", String(40), ForeignKey("payment_methods.id"), nullable=False),
+    # Sent to the gateway; derived from our own id so a retry is the same request.
+    Column("idempotency_key", String(80), nullable=False, unique=True),
+    # The client's Idempotency-Key for a manual top-up, unique per agency.
+    Column("request_key", String(255), nullable=True),
+    Column("gateway_payment_id", String(255), nullable=True),
+    Column("failure_code", String(64), nullable=True),
+    Column("failure_message", String(500), nullable=True),
+    Column("claimed_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint("trigger IN ('auto', 'manual')", name="trigger"),
+    CheckConstraint(
+        "status IN ('pending', 'charging', 'succeeded', 'failed', 'requires_action', "
+        "'blocked', 'canceled')",
+        name="status",
+    ),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    UniqueConstraint("agency_id", "request_key", name="uq_reload_attempts_request_key"),
+)
+# Never two active auto-reloads for one wallet: enforced by the database on both engines.
+_ACTIVE = text("trigger = 'auto' AND status IN ('pending', 'charging', 'requires_action')")
+Index(
+    "uq_reload_attempts_one_active_auto",
+    reload_attempts.c.wallet_id,
+    unique=True,
+    sqlite_where=_ACTIVE,
+    postgresql_where=_ACTIVE,
+)
+Index("ix_reload_attempts_agency_newest", reload_attempts.c.agency_id, reload_attempts.c.id)
+Index("ix_reload_attempts_status", reload_attempts.c.status)

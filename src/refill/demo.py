@@ -1,0 +1,132 @@
+"""`refill serve --demo`: a seeded agency and simulated call traffic.
+
+A newcomer sees auto-reload happen within the first minute: the wallet starts with 30.00 of
+granted credits, calls cost about 0.30 a second of traffic, and auto-reload is set to
+reload 50.00 when the balance drops below 20.00.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from refill import ledger, services
+from refill.bootstrap import Refill
+from refill.db.database import Tx
+from refill.db.schema import agencies
+from refill.errors import InsufficientCredits
+from refill.money import format_amount, parse_amount
+from refill.reload import SettingsChange
+
+log = logging.getLogger("refill.demo")
+
+DEMO_AGENCY = "Demo Agency"
+SUBTEAMS = ("Inbound Sales", "Customer Support", "Outbound Campaigns")
+
+
+@dataclass(frozen=True)
+class DemoAgency:
+    agency_id: str
+    api_key: str
+    subteam_ids: tuple[str, ...]
+
+
+def seed_demo(refill: Refill) -> DemoAgency:
+    """Create the demo agency once; on later starts reuse it and issue a fresh owner key."""
+    db = refill.db
+    existing = db.read(
+        lambda tx: tx.conn.execute(
+            select(agencies.c.id).where(agencies.c.name == DEMO_AGENCY).order_by(agencies.c.id)
+        ).scalar()
+    )
+    if existing is not None:
+        key = db.write(
+            lambda tx: services._issue_key(tx, agency_id=existing, role="owner", subteam_id=None)
+        )
+        subteams = services.list_subteams(db, agency_id=existing)
+        return DemoAgency(existing, key.secret, tuple(t.id for t in subteams))
+
+    agency, key = services.create_agency(db, name=DEMO_AGENCY, currency="USD")
+    subteam_ids = tuple(
+        services.create_subteam(db, agency_id=agency.id, name=name).id for name in SUBTEAMS
+    )
+
+    def welcome_credit(tx: Tx) -> None:
+        ledger.credit_wallet(
+            tx,
+            agency_id=agency.id,
+            source=ledger.SystemAccount.GRANTED_CREDITS,
+            amount=parse_amount("30.00"),
+            kind=ledger.TransferKind.GRANT,
+            reference="demo-welcome-credit",
+            description="Demo welcome credit",
+        )
+
+    db.write(welcome_credit)
+    card, _ = services.save_payment_method(
+        db, refill.gateway, agency_id=agency.id, token="pm_card_visa"
+    )
+    services.update_auto_reload(
+        db,
+        refill.policy,
+        agency_id=agency.id,
+        currency="USD",
+        change=SettingsChange(
+            enabled=True,
+            threshold=parse_amount("20.00"),
+            reload_amount=parse_amount("50.00"),
+            payment_method_id=card.id,
+        ),
+    )
+    return DemoAgency(agency.id, key.secret, subteam_ids)
+
+
+class DemoTraffic:
+    """Simulated calls: every couple of seconds a subteam finishes a call and is billed."""
+
+    def __init__(self, refill: Refill, demo: DemoAgency, *, interval: float = 2.0) -> None:
+        self.refill = refill
+        self.demo = demo
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="refill-demo", daemon=True)
+        self._rng = random.Random()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        calls = 0
+        while not self._stop.wait(self.interval):
+            subteam = self._rng.choice(self.demo.subteam_ids)
+            seconds = self._rng.randint(20, 100)
+            cost = seconds * 10_000  # 0.01 per second of call
+            calls += 1
+            try:
+                transfer, _ = services.record_usage(
+                    self.refill.db,
+                    agency_id=self.demo.agency_id,
+                    subteam_id=subteam,
+                    amount=cost,
+                    reference=f"demo-call-{self._rng.getrandbits(64):016x}",
+                    description=f"{seconds}s call",
+                )
+                log.info(
+                    "call %d: %ds billed %s, balance %s",
+                    calls,
+                    seconds,
+                    format_amount(cost, "USD"),
+                    format_amount(transfer.wallet_balance_after, "USD"),
+                )
+            except InsufficientCredits:
+                log.warning("call %d refused: no credits", calls)
+            except Exception:
+                log.exception("demo traffic failed")

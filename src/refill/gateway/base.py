@@ -1,0 +1,64 @@
+"""The one interface every payment gateway implements, and the results it returns.
+
+Gateway SDKs and their exceptions never cross this border: each implementation translates
+them into these types, so the reload engine reasons about four outcomes only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class ChargeStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    REQUIRES_ACTION = "requires_action"
+    # The gateway's answer was lost (timeout, reset, 5xx): the charge may or may not exist.
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class CardDetails:
+    """What Refill may keep of a card: the gateway's token and display details. No PAN."""
+
+    token: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    token: str
+    amount_minor: int
+    currency: str
+    # Derived from the attempt id: sending it again is the same request to the gateway.
+    idempotency_key: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeResult:
+    status: ChargeStatus
+    payment_id: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is ChargeStatus.SUCCEEDED
+
+
+class PaymentGateway(Protocol):
+    name: str
+
+    def describe_payment_method(self, agency_id: str, token: str) -> CardDetails:
+        """Check a token and return its card details; raises ``InvalidPaymentMethod``."""
+        ...
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Charge off-session. Never raises for a gateway outcome: UNKNOWN says 'ask later'."""
+        ...

@@ -1,0 +1,90 @@
+"""The built-in sandbox gateway: deterministic, no network, the default.
+
+Tokens are Stripe's test PaymentMethod ids, so scenarios read the same on both gateways.
+Unlike Stripe, every sandbox token can be saved (with a future expiry) and fails only when
+charged, so each failure path of auto-reload can be driven from the API. The outcome is a
+pure function of the token, and the payment id a pure function of the idempotency key, so
+repeating a charge with the same key gives the same answer: no double charge by design.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from refill.clock import Clock, SystemClock
+from refill.errors import InvalidPaymentMethod
+from refill.gateway.base import CardDetails, ChargeRequest, ChargeResult, ChargeStatus
+
+
+@dataclass(frozen=True, slots=True)
+class _TestCard:
+    brand: str
+    last4: str
+    decline_code: str | None = None
+    message: str | None = None
+    requires_action: bool = False
+
+
+TEST_CARDS: dict[str, _TestCard] = {
+    "pm_card_visa": _TestCard("visa", "4242"),
+    "pm_card_mastercard": _TestCard("mastercard", "4444"),
+    "pm_card_chargeCustomerFail": _TestCard(
+        "visa", "0341", "card_declined", "Your card was declined."
+    ),
+    "pm_card_visa_chargeDeclinedInsufficientFunds": _TestCard(
+        "visa", "9995", "insufficient_funds", "Your card has insufficient funds."
+    ),
+    "pm_card_chargeDeclinedProcessingError": _TestCard(
+        "visa", "0119", "processing_error", "An error occurred while processing your card."
+    ),
+    "pm_card_chargeDeclinedExpiredCard": _TestCard(
+        "visa", "0069", "expired_card", "Your card has expired."
+    ),
+    "pm_card_visa_chargeDeclinedLostCard": _TestCard(
+        "visa", "9987", "lost_card", "Your card was declined."
+    ),
+    "pm_card_authenticationRequired": _TestCard(
+        "visa",
+        "3184",
+        requires_action=True,
+        message="The card requires authentication (3-D Secure) before it can be charged.",
+    ),
+}
+
+
+class SandboxGateway:
+    name = "sandbox"
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+
+    def describe_payment_method(self, agency_id: str, token: str) -> CardDetails:
+        card = TEST_CARDS.get(token)
+        if card is None:
+            raise InvalidPaymentMethod(
+                f"unknown sandbox payment method {token!r}; use one of: " + ", ".join(TEST_CARDS),
+                field="token",
+            )
+        return CardDetails(
+            token=token,
+            brand=card.brand,
+            last4=card.last4,
+            exp_month=12,
+            exp_year=self._clock.now().year + 4,
+        )
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        payment_id = "sbx_pi_" + hashlib.sha256(request.idempotency_key.encode()).hexdigest()[:24]
+        card = TEST_CARDS.get(request.token)
+        if card is None:
+            return ChargeResult(
+                ChargeStatus.DECLINED, payment_id, "invalid_payment_method", "Unknown card."
+            )
+        if card.requires_action:
+            return ChargeResult(
+                ChargeStatus.REQUIRES_ACTION, payment_id, "authentication_required", card.message
+            )
+        if card.decline_code:
+            return ChargeResult(ChargeStatus.DECLINED, payment_id, card.decline_code, card.message)
+        return ChargeResult(ChargeStatus.SUCCEEDED, payment_id)

@@ -1,0 +1,29 @@
+"""Identifiers: a type prefix and 26 characters that sort by creation time (ULID layout).
+
+Sorting by id is sorting by creation, which gives stable cursors for newest-first lists.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+
+def new_id(prefix: str) -> str:
+    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        value, digit = divmod(value, 32)
+        chars.append(_ALPHABET[digit])
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def wallet_id_for(agency_id: str) -> str:
+    """An agency's one wallet has an id derived from the agency's, so no lookup is needed."""
+    return "wal_" + agency_id.removeprefix("agc_")
+
+
+def system_account_id(kind: str, currency: str) -> str:
+    return f"sys_{kind}_{currency}"

@@ -1,0 +1,342 @@
+"""The double-entry ledger: the only writer of balances.
+
+Every movement is one immutable row in ``transfers`` from a debit account to a credit
+account. Wallets keep a stored balance, updated in the same transaction as the transfer;
+system accounts (card funding, manual funding, usage revenue, granted credits; one per kind
+and currency) do not, so that no single row is written by every agency. Rows are never
+updated or deleted: a correction is a new transfer.
+
+Each posting is two statements: a balance-checked ``UPDATE ... RETURNING`` of the wallet
+and an ``INSERT ... ON CONFLICT DO NOTHING`` of the transfer, whose unique reference makes
+a repeated request detectable inside the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from refill.db.database import Tx
+from refill.db.schema import accounts, transfers
+from refill.errors import InsufficientCredits, NotFound
+from refill.ids import system_account_id, wallet_id_for
+
+
+class SystemAccount(StrEnum):
+    CARD_FUNDING = "card_funding"
+    MANUAL_FUNDING = "manual_funding"
+    USAGE_REVENUE = "usage_revenue"
+    GRANTED_CREDITS = "granted_credits"
+
+
+class TransferKind(StrEnum):
+    USAGE = "usage"
+    AUTO_RELOAD = "auto_reload"
+    MANUAL_RELOAD = "manual_reload"
+    GRANT = "grant"
+    ADJUSTMENT = "adjustment"
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    id: int
+    agency_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: int
+    kind: str
+    reference: str
+    subteam_id: str | None
+    description: str | None
+    metadata: dict[str, Any] | None
+    wallet_balance_after: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """A transfer just written, with what the wallet looks like after it."""
+
+    transfer: Transfer
+    balance: int
+    currency: str
+    reload_below: int | None
+
+
+class DuplicateReference(Exception):
+    """The reference is taken; raised to roll the transaction back (not an API error)."""
+
+    def __init__(self, kind: str, reference: str) -> None:
+        super().__init__(f"{kind} reference {reference!r} already used")
+        self.kind = kind
+        self.reference = reference
+
+
+def create_wallet(tx: Tx, *, agency_id: str, currency: str) -> str:
+    wallet_id = wallet_id_for(agency_id)
+    ensure_system_accounts(tx, currency)
+    tx.conn.execute(
+        insert(accounts).values(
+            id=wallet_id,
+            agency_id=agency_id,
+            kind="wallet",
+            currency=currency,
+            balance=0,
+            reload_below=None,
+            created_at=tx.now,
+        )
+    )
+    return wallet_id
+
+
+def ensure_system_accounts(tx: Tx, currency: str) -> None:
+    """Create the per-currency system accounts if this is the currency's first wallet."""
+    rows = [
+        {
+            "id": system_account_id(kind, currency),
+            "agency_id": None,
+            "kind": kind.value,
+            "currency": currency,
+            "balance": 0,
+            "created_at": tx.now,
+        }
+        for kind in SystemAccount
+    ]
+    dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
+    tx.conn.execute(dialect_insert(accounts).values(rows).on_conflict_do_nothing())
+
+
+def _insert_transfer(
+    tx: Tx,
+    *,
+    agency_id: str,
+    debit: str,
+    credit: str,
+    amount: int,
+    kind: TransferKind,
+    reference: str,
+    subteam_id: str | None,
+    description: str | None,
+    metadata: dict[str, Any] | None,
+    balance_after: int,
+) -> Transfer:
+    values = {
+        "agency_id": agency_id,
+        "debit_account_id": debit,
+        "credit_account_id": credit,
+        "amount": amount,
+        "kind": kind.value,
+        "reference": reference,
+        "subteam_id": subteam_id,
+        "description": description,
+        "metadata": json.dumps(metadata, sort_keys=True) if metadata else None,
+        "wallet_balance_after": balance_after,
+        "created_at": tx.now,
+    }
+    dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
+    stmt = (
+        dialect_insert(transfers)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["agency_id", "kind", "reference"])
+        .returning(transfers.c.id)
+    )
+    transfer_id = tx.conn.execute(stmt).scalar()
+    if transfer_id is None:
+        raise DuplicateReference(kind.value, reference)
+    return Transfer(id=transfer_id, **{**values, "metadata": metadata})  # type: ignore[arg-type]
+
+
+def debit_wallet(
+    tx: Tx,
+    *,
+    agency_id: str,
+    to: SystemAccount,
+    amount: int,
+    kind: TransferKind,
+    reference: str,
+    subteam_id: str | None = None,
+    description: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Posted:
+    """Move ``amount`` out of the agency's wallet, refusing to go below zero.
+
+    Raises :class:`InsufficientCredits` (nothing written) or :class:`DuplicateReference`
+    (the caller must roll back: the balance was already updated in this transaction).
+    """
+    wallet_id = wallet_id_for(agency_id)
+    row = tx.conn.execute(
+        update(accounts)
+        .where(accounts.c.id == wallet_id, accounts.c.balance >= amount)
+        .values(balance=accounts.c.balance - amount)
+        .returning(accounts.c.balance, accounts.c.currency, accounts.c.reload_below)
+    ).one_or_none()
+    if row is None:
+        wallet = tx.conn.execute(
+            select(accounts.c.balance, accounts.c.currency).where(accounts.c.id == wallet_id)
+        ).one_or_none()
+        if wallet is None:
+            raise NotFound(f"agency {agency_id} has no wallet")
+        raise InsufficientCredits(
+            "the wallet does not hold enough credits for this usage",
+            available=int(wallet.balance),
+            currency=wallet.currency,
+        )
+    balance, currency, reload_below = row
+    transfer = _insert_transfer(
+        tx,
+        agency_id=agency_id,
+        debit=wallet_id,
+        credit=system_account_id(to, currency),
+        amount=amount,
+        kind=kind,
+        reference=reference,
+        subteam_id=subteam_id,
+        description=description,
+        metadata=metadata,
+        balance_after=balance,
+    )
+    return Posted(transfer, balance, currency, reload_below)
+
+
+def credit_wallet(
+    tx: Tx,
+    *,
+    agency_id: str,
+    source: SystemAccount,
+    amount: int,
+    kind: TransferKind,
+    reference: str,
+    description: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Posted:
+    """Move ``amount`` from a system account into the agency's wallet."""
+    wallet_id = wallet_id_for(agency_id)
+    row = tx.conn.execute(
+        update(accounts)
+        .where(accounts.c.id == wallet_id)
+        .values(balance=accounts.c.balance + amount)
+        .returning(accounts.c.balance, accounts.c.currency, accounts.c.reload_below)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"agency {agency_id} has no wallet")
+    balance, currency, reload_below = row
+    transfer = _insert_transfer(
+        tx,
+        agency_id=agency_id,
+        debit=system_account_id(source, currency),
+        credit=wallet_id,
+        amount=amount,
+        kind=kind,
+        reference=reference,
+        subteam_id=None,
+        description=description,
+        metadata=metadata,
+        balance_after=balance,
+    )
+    return Posted(transfer, balance, currency, reload_below)
+
+
+def find_transfer(tx: Tx, *, agency_id: str, kind: TransferKind, reference: str) -> Transfer | None:
+    row = tx.conn.execute(
+        select(transfers).where(
+            transfers.c.agency_id == agency_id,
+            transfers.c.kind == kind.value,
+            transfers.c.reference == reference,
+        )
+    ).one_or_none()
+    return None if row is None else transfer_from_row(row._mapping)
+
+
+def transfer_from_row(row: Any) -> Transfer:
+    return Transfer(
+        id=row["id"],
+        agency_id=row["agency_id"],
+        debit_account_id=row["debit_account_id"],
+        credit_account_id=row["credit_account_id"],
+        amount=row["amount"],
+        kind=row["kind"],
+        reference=row["reference"],
+        subteam_id=row["subteam_id"],
+        description=row["description"],
+        metadata=json.loads(row["metadata"]) if row["metadata"] else None,
+        wallet_balance_after=row["wallet_balance_after"],
+        created_at=row["created_at"],
+    )
+
+
+def wallet_balance(tx: Tx, agency_id: str) -> int:
+    balance = tx.conn.execute(
+        select(accounts.c.balance).where(accounts.c.id == wallet_id_for(agency_id))
+    ).scalar()
+    if balance is None:
+        raise NotFound(f"agency {agency_id} has no wallet")
+    return int(balance)
+
+
+def set_reload_below(tx: Tx, agency_id: str, level: int | None) -> None:
+    """Record the trigger level on the wallet row (NULL while auto-reload is not active)."""
+    tx.conn.execute(
+        update(accounts).where(accounts.c.id == wallet_id_for(agency_id)).values(reload_below=level)
+    )
+
+
+def lock_wallet(tx: Tx, agency_id: str) -> int:
+    """Lock the wallet row for the rest of the transaction and return its balance.
+
+    Every path that may start a reload locks the wallet first, so the trigger decision and
+    the debit that crossed the threshold are serialized on the same row.
+    """
+    stmt = select(accounts.c.balance).where(accounts.c.id == wallet_id_for(agency_id))
+    if tx.dialect == "postgresql":
+        stmt = stmt.with_for_update()
+    balance = tx.conn.execute(stmt).scalar()
+    if balance is None:
+        raise NotFound(f"agency {agency_id} has no wallet")
+    return int(balance)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCheck:
+    """The ledger's invariants, computed from the transfers themselves."""
+
+    total: int
+    mismatched_wallets: list[tuple[str, int, int]]
+
+    @property
+    def balanced(self) -> bool:
+        return self.total == 0 and not self.mismatched_wallets
+
+
+def check_ledger(tx: Tx) -> LedgerCheck:
+    """Sum of all accounts is zero; each wallet's stored balance equals its transfers."""
+    credits = select(
+        transfers.c.credit_account_id.label("account_id"), transfers.c.amount.label("amt")
+    )
+    debits = select(
+        transfers.c.debit_account_id.label("account_id"), (-transfers.c.amount).label("amt")
+    )
+    movements = credits.union_all(debits).subquery()
+    sums = (
+        select(movements.c.account_id, func.sum(movements.c.amt).label("net"))
+        .group_by(movements.c.account_id)
+        .subquery()
+    )
+    total = 0
+    mismatched: list[tuple[str, int, int]] = []
+    rows = tx.conn.execute(
+        select(accounts.c.id, accounts.c.kind, accounts.c.balance, sums.c.net).select_from(
+            accounts.outerjoin(sums, and_(sums.c.account_id == accounts.c.id))
+        )
+    )
+    for account_id, kind, stored, net in rows:
+        net = int(net or 0)
+        total += net
+        if kind == "wallet" and int(stored) != net:
+            mismatched.append((account_id, int(stored), net))
+    return LedgerCheck(total=total, mismatched_wallets=mismatched)

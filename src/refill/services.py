@@ -1,0 +1,564 @@
+"""Use cases: one function per thing a caller can do.
+
+Each takes the ``Database`` (the unit of work) and its collaborators explicitly and owns
+the transaction boundaries of its use case: one ``db.write`` per step, never a transaction
+around a network call. The API and the CLI parse, call one of these, and render.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from refill import ledger, reload
+from refill.db.database import Database, Tx
+from refill.db.schema import (
+    accounts,
+    agencies,
+    api_keys,
+    auto_reload_settings,
+    payment_methods,
+    reload_attempts,
+    subteams,
+    transfers,
+)
+from refill.errors import (
+    Conflict,
+    InsufficientCredits,
+    NotFound,
+    ReferenceConflict,
+    Unauthenticated,
+    ValidationFailed,
+)
+from refill.gateway.base import PaymentGateway
+from refill.ids import new_id, wallet_id_for
+from refill.ledger import DuplicateReference, Transfer, TransferKind
+from refill.money import check_currency
+from refill.reload import (
+    AutoReloadSettings,
+    PaymentMethod,
+    ReloadAttempt,
+    ReloadPolicy,
+    SettingsChange,
+)
+
+# --- agencies, subteams, keys -------------------------------------------------------------
+
+KEY_PREFIX = "rfl_"
+
+
+@dataclass(frozen=True, slots=True)
+class Agency:
+    id: str
+    name: str
+    currency: str
+    timezone: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Subteam:
+    id: str
+    agency_id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: an agency owner, or one subteam of an agency."""
+
+    agency_id: str
+    role: str  # owner | subteam
+    subteam_id: str | None
+    currency: str
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == "owner"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    id: str
+    secret: str  # shown once; only its digest is stored
+
+
+def key_digest(secret: str) -> str:
+    # Keys are 32 random bytes: a fast digest is enough, and the lookup is on the hot path.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _issue_key(tx: Tx, *, agency_id: str, role: str, subteam_id: str | None) -> IssuedKey:
+    secret = KEY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    key_id = new_id("key")
+    tx.conn.execute(
+        insert(api_keys).values(
+            id=key_id,
+            agency_id=agency_id,
+            subteam_id=subteam_id,
+            role=role,
+            digest=key_digest(secret),
+            created_at=tx.now,
+        )
+    )
+    return IssuedKey(key_id, secret)
+
+
+def _clean_name(name: str, what: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ValidationFailed(f"{what} name must not be empty", field="name")
+    if len(name) > 200:
+        raise ValidationFailed(f"{what} name is longer than 200 characters", field="name")
+    return name
+
+
+def create_agency(db: Database, *, name: str, currency: str = "USD") -> tuple[Agency, IssuedKey]:
+    name = _clean_name(name, "agency")
+    currency = check_currency(currency.upper())
+
+    def work(tx: Tx) -> tuple[Agency, IssuedKey]:
+        agency = Agency(new_id("agc"), name, currency, "UTC", tx.now)
+        tx.conn.execute(
+            insert(agencies).values(
+                id=agency.id,
+                name=agency.name,
+                currency=currency,
+                timezone=agency.timezone,
+                created_at=tx.now,
+            )
+        )
+        ledger.create_wallet(tx, agency_id=agency.id, currency=currency)
+        return agency, _issue_key(tx, agency_id=agency.id, role="owner", subteam_id=None)
+
+    return db.write(work)
+
+
+def get_agency(db: Database, agency_id: str) -> Agency:
+    def work(tx: Tx) -> Agency:
+        row = tx.conn.execute(select(agencies).where(agencies.c.id == agency_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"agency {agency_id} not found")
+        m = row._mapping
+        return Agency(m["id"], m["name"], m["currency"], m["timezone"], m["created_at"])
+
+    return db.read(work)
+
+
+def authenticate(db: Database, secret: str) -> Principal:
+    if not secret.startswith(KEY_PREFIX):
+        raise Unauthenticated("unknown API key")
+
+    def work(tx: Tx) -> Principal:
+        row = tx.conn.execute(
+            select(
+                api_keys.c.agency_id, api_keys.c.role, api_keys.c.subteam_id, agencies.c.currency
+            )
+            .join(agencies, agencies.c.id == api_keys.c.agency_id)
+            .where(api_keys.c.digest == key_digest(secret), api_keys.c.revoked_at.is_(None))
+        ).one_or_none()
+        if row is None:
+            raise Unauthenticated("unknown API key")
+        return Principal(row.agency_id, row.role, row.subteam_id, row.currency)
+
+    return db.read(work)
+
+
+def create_subteam(db: Database, *, agency_id: str, name: str) -> Subteam:
+    name = _clean_name(name, "subteam")
+
+    def work(tx: Tx) -> Subteam:
+        subteam = Subteam(new_id("sub"), agency_id, name, tx.now)
+        tx.conn.execute(
+            insert(subteams).values(
+                id=subteam.id,
+                agency_id=agency_id,
+                wallet_id=wallet_id_for(agency_id),
+                name=name,
+                created_at=tx.now,
+            )
+        )
+        return subteam
+
+    return db.write(work)
+
+
+def _subteam_from_row(m: Any) -> Subteam:
+    return Subteam(m["id"], m["agency_id"], m["name"], m["created_at"])
+
+
+def get_subteam(tx: Tx, agency_id: str, subteam_id: str) -> Subteam:
+    row = tx.conn.execute(
+        select(subteams).where(subteams.c.id == subteam_id, subteams.c.agency_id == agency_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
+    return _subteam_from_row(row._mapping)
+
+
+def list_subteams(db: Database, *, agency_id: str) -> list[Subteam]:
+    def work(tx: Tx) -> list[Subteam]:
+        rows = tx.conn.execute(
+            select(subteams).where(subteams.c.agency_id == agency_id).order_by(subteams.c.id)
+        )
+        return [_subteam_from_row(r._mapping) for r in rows]
+
+    return db.read(work)
+
+
+def create_subteam_key(db: Database, *, agency_id: str, subteam_id: str) -> IssuedKey:
+    def work(tx: Tx) -> IssuedKey:
+        get_subteam(tx, agency_id, subteam_id)
+        return _issue_key(tx, agency_id=agency_id, role="subteam", subteam_id=subteam_id)
+
+    return db.write(work)
+
+
+# --- payment methods ----------------------------------------------------------------------
+
+
+def save_payment_method(
+    db: Database, gateway: PaymentGateway, *, agency_id: str, token: str
+) -> tuple[PaymentMethod, bool]:
+    """Save a gateway token for the agency. Saving the same token again returns it."""
+    card = gateway.describe_payment_method(agency_id, token)  # network: outside any transaction
+
+    def work(tx: Tx) -> tuple[PaymentMethod, bool]:
+        row = tx.conn.execute(
+            select(payment_methods).where(
+                payment_methods.c.agency_id == agency_id,
+                payment_methods.c.gateway == gateway.name,
+                payment_methods.c.token == card.token,
+            )
+        ).one_or_none()
+        if row is not None:
+            if row.removed_at is None:
+                return reload.payment_method_from_row(row._mapping), False
+            tx.conn.execute(
+                update(payment_methods)
+                .where(payment_methods.c.id == row.id)
+                .values(removed_at=None, exp_month=card.exp_month, exp_year=card.exp_year)
+            )
+            return reload.get_payment_method(tx, agency_id, row.id), True
+        pm_id = new_id("pay")
+        tx.conn.execute(
+            insert(payment_methods).values(
+                id=pm_id,
+                agency_id=agency_id,
+                gateway=gateway.name,
+                token=card.token,
+                brand=card.brand,
+                last4=card.last4,
+                exp_month=card.exp_month,
+                exp_year=card.exp_year,
+                created_at=tx.now,
+            )
+        )
+        return reload.get_payment_method(tx, agency_id, pm_id), True
+
+    return db.write(work)
+
+
+def list_payment_methods(db: Database, *, agency_id: str) -> list[PaymentMethod]:
+    def work(tx: Tx) -> list[PaymentMethod]:
+        rows = tx.conn.execute(
+            select(payment_methods)
+            .where(payment_methods.c.agency_id == agency_id, payment_methods.c.removed_at.is_(None))
+            .order_by(payment_methods.c.id)
+        )
+        return [reload.payment_method_from_row(r._mapping) for r in rows]
+
+    return db.read(work)
+
+
+def remove_payment_method(db: Database, *, agency_id: str, payment_method_id: str) -> None:
+    def work(tx: Tx) -> None:
+        reload.get_payment_method(tx, agency_id, payment_method_id)
+        in_use = tx.conn.execute(
+            select(auto_reload_settings.c.wallet_id).where(
+                auto_reload_settings.c.wallet_id == wallet_id_for(agency_id),
+                auto_reload_settings.c.payment_method_id == payment_method_id,
+                auto_reload_settings.c.enabled.is_(True),
+            )
+        ).first()
+        if in_use is not None:
+            raise Conflict(
+                "auto-reload uses this payment method; choose another one or turn auto-reload "
+                "off first",
+                code="payment_method_in_use",
+            )
+        tx.conn.execute(
+            update(payment_methods)
+            .where(payment_methods.c.id == payment_method_id)
+            .values(removed_at=tx.now)
+        )
+
+    db.write(work)
+
+
+# --- wallet and auto-reload ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WalletView:
+    id: str
+    agency_id: str
+    currency: str
+    balance: int
+    auto_reload: AutoReloadSettings
+
+
+def get_wallet(db: Database, *, agency_id: str) -> WalletView:
+    def work(tx: Tx) -> WalletView:
+        balance = ledger.wallet_balance(tx, agency_id)
+        currency = tx.conn.execute(
+            select(agencies.c.currency).where(agencies.c.id == agency_id)
+        ).scalar_one()
+        return WalletView(
+            wallet_id_for(agency_id),
+            agency_id,
+            currency,
+            balance,
+            reload.get_settings(tx, agency_id),
+        )
+
+    return db.read(work)
+
+
+def update_auto_reload(
+    db: Database, policy: ReloadPolicy, *, agency_id: str, currency: str, change: SettingsChange
+) -> WalletView:
+    db.write(
+        lambda tx: reload.save_settings(
+            tx, policy, agency_id=agency_id, currency=currency, change=change
+        )
+    )
+    return get_wallet(db, agency_id=agency_id)
+
+
+# --- usage and calls ----------------------------------------------------------------------
+
+
+def record_usage(
+    db: Database,
+    *,
+    agency_id: str,
+    subteam_id: str,
+    amount: int,
+    reference: str,
+    description: str | None = None,
+) -> tuple[Transfer, bool]:
+    """Debit the parent wallet for a subteam's usage, exactly once per reference.
+
+    Returns the transfer and whether it was created now. A repeat with the same reference
+    returns the first transfer; the same reference with another amount or subteam is a
+    ``reference_conflict``. The debit, the transfer and the reload trigger are one
+    transaction: two debits can never start two reloads.
+    """
+    if amount <= 0:
+        raise ValidationFailed(
+            "amount must be more than zero", code="invalid_amount", field="amount"
+        )
+    reference = reference.strip()
+    if not reference or len(reference) > 255:
+        raise ValidationFailed("reference must be 1 to 255 characters", field="reference")
+
+    def work(tx: Tx) -> Transfer:
+        posted = ledger.debit_wallet(
+            tx,
+            agency_id=agency_id,
+            to=ledger.SystemAccount.USAGE_REVENUE,
+            amount=amount,
+            kind=TransferKind.USAGE,
+            reference=reference,
+            subteam_id=subteam_id,
+            description=description,
+        )
+        if posted.reload_below is not None and posted.balance < posted.reload_below:
+            reload.trigger_auto_reload(
+                tx, agency_id=agency_id, balance=posted.balance, currency=posted.currency
+            )
+        return posted.transfer
+
+    try:
+        return db.write(work), True
+    except (DuplicateReference, InsufficientCredits, IntegrityError) as exc:
+        # Rare paths, resolved in a fresh transaction after the first one rolled back.
+        def resolve(tx: Tx) -> Transfer | None:
+            original = ledger.find_transfer(
+                tx, agency_id=agency_id, kind=TransferKind.USAGE, reference=reference
+            )
+            if original is None:
+                get_subteam(tx, agency_id, subteam_id)  # unknown subteam: 404
+            return original
+
+        original = db.read(resolve)
+        if original is None:
+            raise exc
+        if original.amount != amount or original.subteam_id != subteam_id:
+            raise ReferenceConflict(
+                f"reference {reference!r} was already used for a different usage "
+                "(another amount or subteam)",
+                reference=reference,
+            ) from None
+        return original, False
+
+
+@dataclass(frozen=True, slots=True)
+class CallAuthorization:
+    allowed: bool
+    reason: str
+    available: int
+    currency: str
+
+
+def authorize_call(db: Database, *, agency_id: str, subteam_id: str) -> CallAuthorization:
+    """Can this subteam take a call now? Not when the parent wallet has no credits."""
+
+    def work(tx: Tx) -> CallAuthorization:
+        row = tx.conn.execute(
+            select(accounts.c.balance, accounts.c.currency)
+            .join(subteams, subteams.c.wallet_id == accounts.c.id)
+            .where(subteams.c.id == subteam_id, subteams.c.agency_id == agency_id)
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
+        balance, currency = int(row.balance), row.currency
+        if balance > 0:
+            return CallAuthorization(True, "credits_available", balance, currency)
+        return CallAuthorization(False, "no_credits", balance, currency)
+
+    return db.read(work)
+
+
+# --- reloads and manual credits -----------------------------------------------------------
+
+
+class AttemptProcessor(Protocol):
+    """What add_credits needs from the worker: run one attempt to its outcome now."""
+
+    def process(self, attempt_id: str) -> ReloadAttempt | None: ...
+
+
+def add_credits(
+    db: Database,
+    processor: AttemptProcessor,
+    policy: ReloadPolicy,
+    *,
+    agency_id: str,
+    currency: str,
+    amount: int,
+    payment_method_id: str,
+    request_key: str | None,
+) -> tuple[ReloadAttempt, bool]:
+    """Charge a saved payment method now and credit the wallet (a manual top-up).
+
+    The charge runs in the request, outside any transaction, so the owner sees the outcome.
+    A repeat with the same Idempotency-Key returns the first attempt without charging again.
+    """
+    attempt, created = db.write(
+        lambda tx: reload.create_manual_attempt(
+            tx,
+            agency_id=agency_id,
+            currency=currency,
+            amount=amount,
+            payment_method_id=payment_method_id,
+            request_key=request_key,
+            policy=policy,
+        )
+    )
+    if created or attempt.status == "pending":
+        processor.process(attempt.id)
+        attempt = db.read(lambda tx: reload.get_attempt(tx, agency_id, attempt.id))
+    return attempt, created
+
+
+def get_reload(db: Database, *, agency_id: str, attempt_id: str) -> ReloadAttempt:
+    return db.read(lambda tx: reload.get_attempt(tx, agency_id, attempt_id))
+
+
+def cancel_reload(db: Database, *, agency_id: str, attempt_id: str) -> ReloadAttempt:
+    return db.write(
+        lambda tx: reload.cancel_attempt(tx, agency_id=agency_id, attempt_id=attempt_id)
+    )
+
+
+# --- lists --------------------------------------------------------------------------------
+
+MAX_PAGE = 200
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    data: list[T]
+    next_cursor: str | None
+
+
+def _encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed(
+            "cursor is not valid", code="invalid_cursor", field="cursor"
+        ) from None
+
+
+def _check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationFailed(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    return limit
+
+
+def list_reloads(
+    db: Database, *, agency_id: str, limit: int = 50, cursor: str | None = None
+) -> Page[ReloadAttempt]:
+    limit = _check_limit(limit)
+    after = _decode_cursor(cursor)
+
+    def work(tx: Tx) -> Page[ReloadAttempt]:
+        stmt = select(reload_attempts).where(reload_attempts.c.agency_id == agency_id)
+        if after is not None:
+            stmt = stmt.where(reload_attempts.c.id < after)
+        rows = tx.conn.execute(stmt.order_by(reload_attempts.c.id.desc()).limit(limit + 1)).all()
+        items = [reload.attempt_from_row(r._mapping) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, _encode_cursor(items[-1].id) if more else None)
+
+    return db.read(work)
+
+
+def list_transfers(
+    db: Database, *, agency_id: str, limit: int = 50, cursor: str | None = None
+) -> Page[Transfer]:
+    limit = _check_limit(limit)
+    raw = _decode_cursor(cursor)
+    if raw is not None and not raw.isdigit():
+        raise ValidationFailed("cursor is not valid", code="invalid_cursor", field="cursor")
+
+    def work(tx: Tx) -> Page[Transfer]:
+        stmt = select(transfers).where(transfers.c.agency_id == agency_id)
+        if raw is not None:
+            stmt = stmt.where(transfers.c.id < int(raw))
+        rows = tx.conn.execute(stmt.order_by(transfers.c.id.desc()).limit(limit + 1)).all()
+        items = [ledger.transfer_from_row(r._mapping) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, _encode_cursor(str(items[-1].id)) if more else None)
+
+    return db.read(work)
