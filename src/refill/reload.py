@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from refill import ledger
@@ -312,8 +312,10 @@ def trigger_auto_reload(tx: Tx, *, agency_id: str, balance: int, currency: str) 
         )
         .on_conflict_do_nothing(
             index_elements=["wallet_id"],
-            index_where=reload_attempts.c.trigger.op("=")("auto")
-            & reload_attempts.c.status.in_(ACTIVE_AUTO_RELOAD_STATUSES),
+            index_where=and_(
+                reload_attempts.c.trigger == "auto",
+                reload_attempts.c.status.in_(ACTIVE_AUTO_RELOAD_STATUSES),
+            ),
         )
         .returning(reload_attempts.c.id)
     )

@@ -1,10 +1,9 @@
 """The HTTP API: parse, call one service function, render. Errors are problem+json."""
 
-
 import logging
-from http import HTTPStatus
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
@@ -40,7 +39,7 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
 
 
 _STATUS_CODES = {
-    400: "malformed_request",
+    400: "malformed_json",  # the body could not be parsed (e.g. a 5000-digit number)
     404: "not_found",
     405: "method_not_allowed",
     413: "request_too_large",
