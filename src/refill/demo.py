@@ -48,7 +48,7 @@ def seed_demo(refill: Refill) -> DemoAgency:
             lambda tx: services._issue_key(tx, agency_id=existing, role="owner", subteam_id=None)
         )
         subteams = services.list_subteams(db, agency_id=existing)
-        return DemoAgency(existing, key.secret, tuple(t.id for t in subteams))
+        return DemoAgency(existing, key.secret, tuple(t.id for t in subteams.data))
 
     agency, key = services.create_agency(db, name=DEMO_AGENCY, currency="USD")
     subteam_ids = tuple(

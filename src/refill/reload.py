@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from refill import ledger
 from refill.db.database import Tx
 from refill.db.schema import (
+    ACTIVE_AUTO_RELOAD,
     ACTIVE_AUTO_RELOAD_STATUSES,
     auto_reload_settings,
     payment_methods,
@@ -312,10 +313,7 @@ def trigger_auto_reload(tx: Tx, *, agency_id: str, balance: int, currency: str) 
         )
         .on_conflict_do_nothing(
             index_elements=["wallet_id"],
-            index_where=and_(
-                reload_attempts.c.trigger == "auto",
-                reload_attempts.c.status.in_(ACTIVE_AUTO_RELOAD_STATUSES),
-            ),
+            index_where=ACTIVE_AUTO_RELOAD,
         )
         .returning(reload_attempts.c.id)
     )

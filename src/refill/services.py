@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, Select, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from refill import ledger, reload
@@ -204,16 +205,6 @@ def get_subteam(tx: Tx, agency_id: str, subteam_id: str) -> Subteam:
     return _subteam_from_row(row._mapping)
 
 
-def list_subteams(db: Database, *, agency_id: str) -> list[Subteam]:
-    def work(tx: Tx) -> list[Subteam]:
-        rows = tx.conn.execute(
-            select(subteams).where(subteams.c.agency_id == agency_id).order_by(subteams.c.id)
-        )
-        return [_subteam_from_row(r._mapping) for r in rows]
-
-    return db.read(work)
-
-
 def create_subteam_key(db: Database, *, agency_id: str, subteam_id: str) -> IssuedKey:
     def work(tx: Tx) -> IssuedKey:
         get_subteam(tx, agency_id, subteam_id)
@@ -265,18 +256,6 @@ def save_payment_method(
         return reload.get_payment_method(tx, agency_id, pm_id), True
 
     return db.write(work)
-
-
-def list_payment_methods(db: Database, *, agency_id: str) -> list[PaymentMethod]:
-    def work(tx: Tx) -> list[PaymentMethod]:
-        rows = tx.conn.execute(
-            select(payment_methods)
-            .where(payment_methods.c.agency_id == agency_id, payment_methods.c.removed_at.is_(None))
-            .order_by(payment_methods.c.id)
-        )
-        return [reload.payment_method_from_row(r._mapping) for r in rows]
-
-    return db.read(work)
 
 
 def remove_payment_method(db: Database, *, agency_id: str, payment_method_id: str) -> None:
@@ -520,45 +499,92 @@ def _decode_cursor(cursor: str | None) -> str | None:
         ) from None
 
 
-def _check_limit(limit: int) -> int:
+def _paginate(
+    db: Database,
+    stmt: Select[Any],
+    id_column: ColumnElement[Any],
+    to_item: Callable[[Any], T],
+    *,
+    limit: int,
+    cursor: str | None,
+    newest_first: bool,
+    integer_ids: bool = False,
+) -> Page[T]:
+    """Keyset pagination on a time-ordered id: stable while rows are being added."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationFailed(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-    return limit
+    after: Any = _decode_cursor(cursor)
+    if after is not None and integer_ids:
+        if not after.isdigit():
+            raise ValidationFailed("cursor is not valid", code="invalid_cursor", field="cursor")
+        after = int(after)
+    if after is not None:
+        stmt = stmt.where(id_column < after if newest_first else id_column > after)
+    stmt = stmt.order_by(id_column.desc() if newest_first else id_column).limit(limit + 1)
+
+    def work(tx: Tx) -> Page[T]:
+        rows = tx.conn.execute(stmt).all()
+        page = rows[:limit]
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = _encode_cursor(str(page[-1]._mapping[id_column.name]))
+        return Page([to_item(r._mapping) for r in page], next_cursor)
+
+    return db.read(work)
+
+
+def list_subteams(
+    db: Database, *, agency_id: str, limit: int = 50, cursor: str | None = None
+) -> Page[Subteam]:
+    stmt = select(subteams).where(subteams.c.agency_id == agency_id)
+    return _paginate(
+        db, stmt, subteams.c.id, _subteam_from_row, limit=limit, cursor=cursor, newest_first=False
+    )
+
+
+def list_payment_methods(
+    db: Database, *, agency_id: str, limit: int = 50, cursor: str | None = None
+) -> Page[PaymentMethod]:
+    stmt = select(payment_methods).where(
+        payment_methods.c.agency_id == agency_id, payment_methods.c.removed_at.is_(None)
+    )
+    return _paginate(
+        db,
+        stmt,
+        payment_methods.c.id,
+        reload.payment_method_from_row,
+        limit=limit,
+        cursor=cursor,
+        newest_first=False,
+    )
 
 
 def list_reloads(
     db: Database, *, agency_id: str, limit: int = 50, cursor: str | None = None
 ) -> Page[ReloadAttempt]:
-    limit = _check_limit(limit)
-    after = _decode_cursor(cursor)
-
-    def work(tx: Tx) -> Page[ReloadAttempt]:
-        stmt = select(reload_attempts).where(reload_attempts.c.agency_id == agency_id)
-        if after is not None:
-            stmt = stmt.where(reload_attempts.c.id < after)
-        rows = tx.conn.execute(stmt.order_by(reload_attempts.c.id.desc()).limit(limit + 1)).all()
-        items = [reload.attempt_from_row(r._mapping) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items, _encode_cursor(items[-1].id) if more else None)
-
-    return db.read(work)
+    stmt = select(reload_attempts).where(reload_attempts.c.agency_id == agency_id)
+    return _paginate(
+        db,
+        stmt,
+        reload_attempts.c.id,
+        reload.attempt_from_row,
+        limit=limit,
+        cursor=cursor,
+        newest_first=True,
+    )
 
 
 def list_transfers(
     db: Database, *, agency_id: str, limit: int = 50, cursor: str | None = None
 ) -> Page[Transfer]:
-    limit = _check_limit(limit)
-    raw = _decode_cursor(cursor)
-    if raw is not None and not raw.isdigit():
-        raise ValidationFailed("cursor is not valid", code="invalid_cursor", field="cursor")
-
-    def work(tx: Tx) -> Page[Transfer]:
-        stmt = select(transfers).where(transfers.c.agency_id == agency_id)
-        if raw is not None:
-            stmt = stmt.where(transfers.c.id < int(raw))
-        rows = tx.conn.execute(stmt.order_by(transfers.c.id.desc()).limit(limit + 1)).all()
-        items = [ledger.transfer_from_row(r._mapping) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items, _encode_cursor(str(items[-1].id)) if more else None)
-
-    return db.read(work)
+    stmt = select(transfers).where(transfers.c.agency_id == agency_id)
+    return _paginate(
+        db,
+        stmt,
+        transfers.c.id,
+        ledger.transfer_from_row,
+        limit=limit,
+        cursor=cursor,
+        newest_first=True,
+        integer_ids=True,
+    )

@@ -147,9 +147,13 @@ def create_app(refill: Refill) -> FastAPI:
         return s.SubteamOut.of(services.create_subteam(db, agency_id=p.agency_id, name=body.name))
 
     @app.get("/v1/subteams")
-    def list_subteams(p: Owner) -> s.ListOf[s.SubteamOut]:
-        items = services.list_subteams(db, agency_id=p.agency_id)
-        return s.ListOf[s.SubteamOut](data=[s.SubteamOut.of(t) for t in items], next_cursor=None)
+    def list_subteams(
+        p: Owner, limit: Limit = 50, cursor: str | None = None
+    ) -> s.ListOf[s.SubteamOut]:
+        page = services.list_subteams(db, agency_id=p.agency_id, limit=limit, cursor=cursor)
+        return s.ListOf[s.SubteamOut](
+            data=[s.SubteamOut.of(t) for t in page.data], next_cursor=page.next_cursor
+        )
 
     @app.post("/v1/subteams/{subteam_id}/keys", status_code=201)
     def create_subteam_key(subteam_id: str, p: Owner) -> s.KeyOut:
@@ -168,11 +172,13 @@ def create_app(refill: Refill) -> FastAPI:
         return s.PaymentMethodOut.of(pm, db.clock.now())
 
     @app.get("/v1/payment-methods")
-    def list_payment_methods(p: Owner) -> s.ListOf[s.PaymentMethodOut]:
+    def list_payment_methods(
+        p: Owner, limit: Limit = 50, cursor: str | None = None
+    ) -> s.ListOf[s.PaymentMethodOut]:
         now = db.clock.now()
-        items = services.list_payment_methods(db, agency_id=p.agency_id)
+        page = services.list_payment_methods(db, agency_id=p.agency_id, limit=limit, cursor=cursor)
         return s.ListOf[s.PaymentMethodOut](
-            data=[s.PaymentMethodOut.of(pm, now) for pm in items], next_cursor=None
+            data=[s.PaymentMethodOut.of(pm, now) for pm in page.data], next_cursor=page.next_cursor
         )
 
     @app.delete("/v1/payment-methods/{payment_method_id}", status_code=204)

@@ -245,13 +245,17 @@ reload_attempts = Table(
     UniqueConstraint("agency_id", "request_key", name="uq_reload_attempts_request_key"),
 )
 # Never two active auto-reloads for one wallet: enforced by the database on both engines.
-_ACTIVE = text("trigger = 'auto' AND status IN ('pending', 'charging', 'requires_action')")
+# Literal SQL (no bound parameters) so PostgreSQL can match ON CONFLICT to this index even
+# under a generic prepared plan.
+ACTIVE_AUTO_RELOAD = text(
+    "trigger = 'auto' AND status IN ('pending', 'charging', 'requires_action')"
+)
 Index(
     "uq_reload_attempts_one_active_auto",
     reload_attempts.c.wallet_id,
     unique=True,
-    sqlite_where=_ACTIVE,
-    postgresql_where=_ACTIVE,
+    sqlite_where=ACTIVE_AUTO_RELOAD,
+    postgresql_where=ACTIVE_AUTO_RELOAD,
 )
 Index("ix_reload_attempts_agency_newest", reload_attempts.c.agency_id, reload_attempts.c.id)
 Index("ix_reload_attempts_status", reload_attempts.c.status)
