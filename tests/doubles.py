@@ -32,3 +32,6 @@ class RecordingGateway:
     def succeeded_keys(self) -> set[str]:
         with self._lock:
             return {req.idempotency_key for req, res in self.calls if res.succeeded}
+
+    def find_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult | None:
+        return self.inner.find_charge(request, payment_id)

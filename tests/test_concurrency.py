@@ -48,7 +48,7 @@ def make_agency(refill: Refill) -> tuple[str, list[str]]:
         services.create_subteam(db, agency_id=agency.id, name=f"line {i}").id for i in range(4)
     ]
     card, _ = services.save_payment_method(
-        db, refill.gateway, agency_id=agency.id, token="pm_card_visa"
+        db, refill.gateway, agency_id=agency.id, token="pm_card_visa", actor="test"
     )
 
     def grant(tx: Tx) -> None:
@@ -70,12 +70,13 @@ def make_agency(refill: Refill) -> tuple[str, list[str]]:
         change=SettingsChange(
             enabled=True, threshold=THRESHOLD, reload_amount=RELOAD, payment_method_id=card.id
         ),
+        actor="test",
     )
     return agency.id, subteams
 
 
 def record_many(
-    db: Database, agency_id: str, subteams: list[str], prefix: str, count: int, seed: int
+    service: Refill, agency_id: str, subteams: list[str], prefix: str, count: int, seed: int
 ) -> tuple[int, int]:
     rng = random.Random(seed)
     accepted = refused = 0
@@ -83,7 +84,8 @@ def record_many(
         amount = rng.randint(50, 300) * 10_000 + rng.randint(0, 9_999)
         try:
             services.record_usage(
-                db,
+                service.db,
+                service.policy,
                 agency_id=agency_id,
                 subteam_id=rng.choice(subteams),
                 amount=amount,
@@ -207,7 +209,7 @@ def test_many_threads_on_one_wallet_lose_no_update_and_never_reload_twice(
     tally = Tally()
 
     def hammer(n: int) -> None:
-        accepted, refused = record_many(live_refill.db, agency_id, subteams, f"t{n}", 150, n)
+        accepted, refused = record_many(live_refill, agency_id, subteams, f"t{n}", 150, n)
         with tally.lock:
             tally.accepted += accepted
             tally.refused += refused
@@ -238,7 +240,7 @@ def _process_main(
     results: list[tuple[int, int]] = []
 
     def run(k: int) -> None:
-        results.append(record_many(service.db, agency_id, subteams, f"p{n}t{k}", 100, n * 10 + k))
+        results.append(record_many(service, agency_id, subteams, f"p{n}t{k}", 100, n * 10 + k))
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(3)]
     for t in threads:

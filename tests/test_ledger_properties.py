@@ -114,20 +114,26 @@ def test_any_sequence_of_operations_keeps_the_ledger_balanced(
     db = refill.db
     agency, _ = services.create_agency(db, name="Prop")
     subteams = [services.create_subteam(db, agency_id=agency.id, name=f"s{i}").id for i in (0, 1)]
-    cards = {
-        t: services.save_payment_method(db, gateway, agency_id=agency.id, token=t)[0].id
+    saved = [
+        services.save_payment_method(db, gateway, agency_id=agency.id, token=t, actor="test")[0]
         for t in CARDS
-    }
+    ]
+    cards = {pm.token: pm.id for pm in saved}
     usage_seen: dict[str, tuple[int, str]] = {}
     for step in steps:
         kind = step[0]
-        before = services.get_wallet(db, agency_id=agency.id).balance
+        before = services.get_wallet(db, refill.policy, agency_id=agency.id).balance
         if kind == "usage":
             _, who, amount, ref = step
             subteam = subteams[who]
             try:
                 transfer, created = services.record_usage(
-                    db, agency_id=agency.id, subteam_id=subteam, amount=amount, reference=ref
+                    db,
+                    refill.policy,
+                    agency_id=agency.id,
+                    subteam_id=subteam,
+                    amount=amount,
+                    reference=ref,
                 )
             except InsufficientCredits:
                 assert ref not in usage_seen and amount > before
@@ -167,6 +173,7 @@ def test_any_sequence_of_operations_keeps_the_ledger_balanced(
                     reload_amount=reload_amount,
                     payment_method_id=cards[token] if enabled else UNSET,
                 ),
+                actor="test",
             )
         else:
             for attempt in services.list_reloads(db, agency_id=agency.id).data:
@@ -192,7 +199,11 @@ def test_usage_exactly_equal_to_the_balance_empties_the_wallet(refill: Refill, a
         )
 
     db.write(grant)
-    services.record_usage(db, agency_id=agency.id, subteam_id=subteam, amount=amount, reference="u")
-    assert services.get_wallet(db, agency_id=agency.id).balance == 0
+    services.record_usage(
+        db, refill.policy, agency_id=agency.id, subteam_id=subteam, amount=amount, reference="u"
+    )
+    assert services.get_wallet(db, refill.policy, agency_id=agency.id).balance == 0
     with pytest.raises(InsufficientCredits):
-        services.record_usage(db, agency_id=agency.id, subteam_id=subteam, amount=1, reference="v")
+        services.record_usage(
+            db, refill.policy, agency_id=agency.id, subteam_id=subteam, amount=1, reference="v"
+        )

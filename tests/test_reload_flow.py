@@ -100,24 +100,26 @@ def test_declined_card_leaves_balance_unchanged_and_records_the_failure(
 ) -> None:
     good = owner.card()
     fund(owner, "25.00", good)
-    bad = owner.card("pm_card_chargeCustomerFail")
+    bad = owner.card("pm_card_chargeDeclinedExpiredCard")
     owner.auto_reload(enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=bad)
 
     owner.use("10.00", "call-1")
     assert owner.balance() == "15.00"
     failed = owner.reloads()[0]
     assert failed["status"] == "failed"
-    assert failed["failure_code"] == "card_declined"
+    assert failed["failure_code"] == "expired_card"
     assert failed["failure_message"]
-    # A declined card is not charged again by the next usage: auto-reload is suspended.
+    # A hard decline is not charged again by the next usage: auto-reload is suspended.
     wallet = owner.get("/v1/wallet")
     assert wallet["auto_reload"]["status"] == "suspended"  # type: ignore[index]
+    assert "expired_card" in wallet["auto_reload"]["suspended_reason"]  # type: ignore[index]
     owner.use("1.00", "call-2")
     assert len([r for r in owner.reloads() if r["trigger"] == "auto"]) == 1
     assert_ledger_balanced(refill)
 
     # Choosing a working card resumes auto-reload and reloads at once (still below threshold).
-    owner.auto_reload(payment_method_id=good, enabled=True)
+    owner.auto_reload(payment_method_id=good)
+    assert owner.get("/v1/wallet")["auto_reload"]["status"] == "active"  # type: ignore[index]
     assert owner.balance() == "64.00"
 
 
@@ -226,10 +228,15 @@ def test_auto_reload_is_present_and_off_before_anything_is_set(owner: Owner) -> 
     assert owner.get("/v1/wallet")["auto_reload"] == {
         "enabled": False,
         "status": "off",
+        "mode": "fixed",
         "threshold": None,
         "reload_amount": None,
+        "target_balance": None,
         "payment_method_id": None,
+        "monthly_cap": None,
+        "daily_limit": 10,
         "suspended_reason": None,
+        "blocked": None,
     }
 
 
@@ -298,7 +305,7 @@ def test_a_charge_left_in_flight_by_a_crash_is_reconciled_once(
     # Claimed and charged, then the process died before recording the outcome.
     from refill import reload
 
-    claimed = refill.db.write(lambda tx: reload.claim_attempt(tx, attempt_id))
+    claimed = refill.db.write(lambda tx: reload.claim_attempt(tx, refill.policy, attempt_id))
     assert claimed is not None
     refill.processor.stale_charging_after = timedelta(0)
     refill.processor.pending_grace = timedelta(0)

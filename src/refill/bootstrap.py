@@ -40,8 +40,13 @@ def build(
     clock = clock or SystemClock()
     db = Database(settings.database_url, clock=clock)
     gateway = gateway or SandboxGateway(clock)
+    policy = settings.reload_policy()
     processor = ReloadProcessor(
-        db, gateway, stale_charging_after=timedelta(seconds=settings.stale_charging_seconds)
+        db,
+        gateway,
+        policy,
+        stale_charging_after=timedelta(seconds=settings.stale_charging_seconds),
+        stuck_after=timedelta(seconds=settings.stuck_after_seconds),
     )
     worker = None
     if in_process_worker:
@@ -49,4 +54,4 @@ def build(
             processor, threads=settings.reload_threads, poll_interval=settings.poll_interval_seconds
         )
         db.on_new_reload_attempt = worker.submit
-    return Refill(settings, db, gateway, settings.reload_policy(), processor, worker)
+    return Refill(settings, db, gateway, policy, processor, worker)

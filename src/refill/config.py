@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import field_validator
@@ -22,7 +23,13 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = 2.0
     # A 'charging' attempt untouched this long is taken over by the reconciler.
     stale_charging_seconds: float = 60.0
+    # A charge still unresolved this long after it started is reported to the operator.
+    stuck_after_seconds: float = 1800.0
     reload_threads: int = 4
+    # Waits before each retry of a soft decline, in seconds; their number is the limit.
+    retry_delays_seconds: tuple[float, ...] = (3600.0, 21600.0, 86400.0)
+    do_not_honor_is_hard: bool = True
+    default_daily_limit: int = 10
 
     @field_validator("min_reload_amount", "max_reload_amount")
     @classmethod
@@ -34,4 +41,7 @@ class Settings(BaseSettings):
         return ReloadPolicy(
             min_reload_amount=parse_amount(self.min_reload_amount),
             max_reload_amount=parse_amount(self.max_reload_amount),
+            retry_delays=tuple(timedelta(seconds=s) for s in self.retry_delays_seconds),
+            do_not_honor_is_hard=self.do_not_honor_is_hard,
+            default_daily_limit=self.default_daily_limit,
         )

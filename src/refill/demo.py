@@ -68,7 +68,7 @@ def seed_demo(refill: Refill) -> DemoAgency:
 
     db.write(welcome_credit)
     card, _ = services.save_payment_method(
-        db, refill.gateway, agency_id=agency.id, token="pm_card_visa"
+        db, refill.gateway, agency_id=agency.id, token="pm_card_visa", actor="cli"
     )
     services.update_auto_reload(
         db,
@@ -81,6 +81,7 @@ def seed_demo(refill: Refill) -> DemoAgency:
             reload_amount=parse_amount("50.00"),
             payment_method_id=card.id,
         ),
+        actor="cli",
     )
     return DemoAgency(agency.id, key.secret, subteam_ids)
 
@@ -113,6 +114,7 @@ class DemoTraffic:
             try:
                 transfer, _ = services.record_usage(
                     self.refill.db,
+                    self.refill.policy,
                     agency_id=self.demo.agency_id,
                     subteam_id=subteam,
                     amount=cost,

@@ -14,16 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import ColumnElement, Select, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from refill import ledger, reload
+from refill import audit, ledger, reload
 from refill.db.database import Database, Tx
 from refill.db.schema import (
     accounts,
     agencies,
     api_keys,
+    audit_log,
     auto_reload_settings,
     payment_methods,
     reload_attempts,
@@ -80,10 +82,16 @@ class Principal:
     role: str  # owner | subteam
     subteam_id: str | None
     currency: str
+    key_id: str
 
     @property
     def is_owner(self) -> bool:
         return self.role == "owner"
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller (never the secret)."""
+        return f"key:{self.key_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +151,48 @@ def create_agency(db: Database, *, name: str, currency: str = "USD") -> tuple[Ag
     return db.write(work)
 
 
-def get_agency(db: Database, agency_id: str) -> Agency:
-    def work(tx: Tx) -> Agency:
-        row = tx.conn.execute(select(agencies).where(agencies.c.id == agency_id)).one_or_none()
-        if row is None:
-            raise NotFound(f"agency {agency_id} not found")
-        m = row._mapping
-        return Agency(m["id"], m["name"], m["currency"], m["timezone"], m["created_at"])
+def _agency(tx: Tx, agency_id: str) -> Agency:
+    row = tx.conn.execute(select(agencies).where(agencies.c.id == agency_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"agency {agency_id} not found")
+    m = row._mapping
+    return Agency(m["id"], m["name"], m["currency"], m["timezone"], m["created_at"])
 
-    return db.read(work)
+
+def get_agency(db: Database, agency_id: str) -> Agency:
+    return db.read(lambda tx: _agency(tx, agency_id))
+
+
+def set_agency_timezone(db: Database, *, agency_id: str, timezone: str, actor: str) -> Agency:
+    """The time zone in which the daily limit and the monthly cap count (IANA name)."""
+    try:
+        if not timezone or timezone != timezone.strip():
+            raise ValueError(timezone)
+        ZoneInfo(timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValidationFailed(
+            f"{timezone!r} is not an IANA time zone such as 'Europe/Paris' or 'UTC'",
+            code="invalid_timezone",
+            field="timezone",
+        ) from None
+
+    def work(tx: Tx) -> Agency:
+        before = _agency(tx, agency_id)
+        tx.conn.execute(
+            update(agencies).where(agencies.c.id == agency_id).values(timezone=timezone)
+        )
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="agency.timezone_changed",
+            target_id=agency_id,
+            before={"timezone": before.timezone},
+            after={"timezone": timezone},
+        )
+        return _agency(tx, agency_id)
+
+    return db.write(work)
 
 
 def authenticate(db: Database, secret: str) -> Principal:
@@ -161,14 +202,18 @@ def authenticate(db: Database, secret: str) -> Principal:
     def work(tx: Tx) -> Principal:
         row = tx.conn.execute(
             select(
-                api_keys.c.agency_id, api_keys.c.role, api_keys.c.subteam_id, agencies.c.currency
+                api_keys.c.id,
+                api_keys.c.agency_id,
+                api_keys.c.role,
+                api_keys.c.subteam_id,
+                agencies.c.currency,
             )
             .join(agencies, agencies.c.id == api_keys.c.agency_id)
             .where(api_keys.c.digest == key_digest(secret), api_keys.c.revoked_at.is_(None))
         ).one_or_none()
         if row is None:
             raise Unauthenticated("unknown API key")
-        return Principal(row.agency_id, row.role, row.subteam_id, row.currency)
+        return Principal(row.agency_id, row.role, row.subteam_id, row.currency, row.id)
 
     return db.read(work)
 
@@ -216,8 +261,17 @@ def create_subteam_key(db: Database, *, agency_id: str, subteam_id: str) -> Issu
 # --- payment methods ----------------------------------------------------------------------
 
 
+def _card_snapshot(pm: PaymentMethod) -> dict[str, Any]:
+    return {
+        "id": pm.id,
+        "brand": pm.brand,
+        "last4": pm.last4,
+        "exp": f"{pm.exp_month:02d}/{pm.exp_year}",
+    }
+
+
 def save_payment_method(
-    db: Database, gateway: PaymentGateway, *, agency_id: str, token: str
+    db: Database, gateway: PaymentGateway, *, agency_id: str, token: str, actor: str
 ) -> tuple[PaymentMethod, bool]:
     """Save a gateway token for the agency. Saving the same token again returns it."""
     card = gateway.describe_payment_method(agency_id, token)  # network: outside any transaction
@@ -238,7 +292,16 @@ def save_payment_method(
                 .where(payment_methods.c.id == row.id)
                 .values(removed_at=None, exp_month=card.exp_month, exp_year=card.exp_year)
             )
-            return reload.get_payment_method(tx, agency_id, row.id), True
+            restored = reload.get_payment_method(tx, agency_id, row.id)
+            audit.record(
+                tx,
+                agency_id=agency_id,
+                actor=actor,
+                action="payment_method.added",
+                target_id=restored.id,
+                after=_card_snapshot(restored),
+            )
+            return restored, True
         pm_id = new_id("pay")
         tx.conn.execute(
             insert(payment_methods).values(
@@ -253,14 +316,25 @@ def save_payment_method(
                 created_at=tx.now,
             )
         )
-        return reload.get_payment_method(tx, agency_id, pm_id), True
+        saved = reload.get_payment_method(tx, agency_id, pm_id)
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="payment_method.added",
+            target_id=pm_id,
+            after=_card_snapshot(saved),
+        )
+        return saved, True
 
     return db.write(work)
 
 
-def remove_payment_method(db: Database, *, agency_id: str, payment_method_id: str) -> None:
+def remove_payment_method(
+    db: Database, *, agency_id: str, payment_method_id: str, actor: str
+) -> None:
     def work(tx: Tx) -> None:
-        reload.get_payment_method(tx, agency_id, payment_method_id)
+        card = reload.get_payment_method(tx, agency_id, payment_method_id)
         in_use = tx.conn.execute(
             select(auto_reload_settings.c.wallet_id).where(
                 auto_reload_settings.c.wallet_id == wallet_id_for(agency_id),
@@ -279,6 +353,14 @@ def remove_payment_method(db: Database, *, agency_id: str, payment_method_id: st
             .where(payment_methods.c.id == payment_method_id)
             .values(removed_at=tx.now)
         )
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="payment_method.removed",
+            target_id=card.id,
+            before=_card_snapshot(card),
+        )
 
     db.write(work)
 
@@ -293,9 +375,10 @@ class WalletView:
     currency: str
     balance: int
     auto_reload: AutoReloadSettings
+    as_of: datetime
 
 
-def get_wallet(db: Database, *, agency_id: str) -> WalletView:
+def get_wallet(db: Database, policy: ReloadPolicy, *, agency_id: str) -> WalletView:
     def work(tx: Tx) -> WalletView:
         balance = ledger.wallet_balance(tx, agency_id)
         currency = tx.conn.execute(
@@ -306,21 +389,28 @@ def get_wallet(db: Database, *, agency_id: str) -> WalletView:
             agency_id,
             currency,
             balance,
-            reload.get_settings(tx, agency_id),
+            reload.get_settings(tx, agency_id, policy=policy),
+            tx.now,
         )
 
     return db.read(work)
 
 
 def update_auto_reload(
-    db: Database, policy: ReloadPolicy, *, agency_id: str, currency: str, change: SettingsChange
+    db: Database,
+    policy: ReloadPolicy,
+    *,
+    agency_id: str,
+    currency: str,
+    change: SettingsChange,
+    actor: str,
 ) -> WalletView:
     db.write(
-        lambda tx: reload.save_settings(
-            tx, policy, agency_id=agency_id, currency=currency, change=change
+        lambda tx: reload.change_settings(
+            tx, policy, agency_id=agency_id, currency=currency, change=change, actor=actor
         )
     )
-    return get_wallet(db, agency_id=agency_id)
+    return get_wallet(db, policy, agency_id=agency_id)
 
 
 # --- usage and calls ----------------------------------------------------------------------
@@ -328,6 +418,7 @@ def update_auto_reload(
 
 def record_usage(
     db: Database,
+    policy: ReloadPolicy,
     *,
     agency_id: str,
     subteam_id: str,
@@ -363,7 +454,7 @@ def record_usage(
         )
         if posted.reload_below is not None and posted.balance < posted.reload_below:
             reload.trigger_auto_reload(
-                tx, agency_id=agency_id, balance=posted.balance, currency=posted.currency
+                tx, policy, agency_id=agency_id, balance=posted.balance, currency=posted.currency
             )
         return posted.transfer
 
@@ -446,12 +537,12 @@ def add_credits(
     attempt, created = db.write(
         lambda tx: reload.create_manual_attempt(
             tx,
+            policy,
             agency_id=agency_id,
             currency=currency,
             amount=amount,
             payment_method_id=payment_method_id,
             request_key=request_key,
-            policy=policy,
         )
     )
     if created or attempt.status == "pending":
@@ -587,4 +678,19 @@ def list_transfers(
         cursor=cursor,
         newest_first=True,
         integer_ids=True,
+    )
+
+
+def list_audit_log(
+    db: Database, *, agency_id: str, limit: int = 50, cursor: str | None = None
+) -> Page[audit.AuditEntry]:
+    stmt = select(audit_log).where(audit_log.c.agency_id == agency_id)
+    return _paginate(
+        db,
+        stmt,
+        audit_log.c.id,
+        audit.entry_from_row,
+        limit=limit,
+        cursor=cursor,
+        newest_first=True,
     )

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from refill import reload
 from refill.db.database import Database
 from refill.gateway.base import ChargeRequest, ChargeResult, ChargeStatus, PaymentGateway
 from refill.money import Money, to_minor_units
-from refill.reload import ClaimedAttempt, ReloadAttempt
+from refill.reload import ClaimedAttempt, ReloadAttempt, ReloadPolicy
 
 log = logging.getLogger("refill.worker")
 
@@ -28,27 +28,32 @@ class ReloadProcessor:
         self,
         db: Database,
         gateway: PaymentGateway,
+        policy: ReloadPolicy,
         *,
         pending_grace: timedelta = timedelta(seconds=5),
         stale_charging_after: timedelta = timedelta(seconds=60),
+        stuck_after: timedelta = timedelta(minutes=30),
     ) -> None:
         self.db = db
         self.gateway = gateway
+        self.policy = policy
         # Fresh attempts belong to the instant path; the poller waits this long before
         # treating one as left behind.
         self.pending_grace = pending_grace
         self.stale_charging_after = stale_charging_after
+        self.stuck_after = stuck_after
 
     def process(self, attempt_id: str) -> ReloadAttempt | None:
         """Run one pending attempt to its outcome. None if someone else has it."""
-        claimed = self.db.write(lambda tx: reload.claim_attempt(tx, attempt_id))
+        claimed = self.db.write(lambda tx: reload.claim_attempt(tx, self.policy, attempt_id))
         if claimed is None:
             return None
         return self._charge_and_record(claimed)
 
-    def _charge_and_record(self, claimed: ClaimedAttempt) -> ReloadAttempt:
+    @staticmethod
+    def charge_request(claimed: ClaimedAttempt) -> ChargeRequest:
         attempt = claimed.attempt
-        request = ChargeRequest(
+        return ChargeRequest(
             token=claimed.token,
             amount_minor=to_minor_units(attempt.amount, attempt.currency),
             currency=attempt.currency,
@@ -59,12 +64,25 @@ class ReloadProcessor:
                 "refill_trigger": attempt.trigger,
             },
         )
+
+    def _charge_and_record(
+        self, claimed: ClaimedAttempt, *, reconcile: bool = False
+    ) -> ReloadAttempt:
+        attempt = claimed.attempt
+        request = self.charge_request(claimed)
         try:
-            result = self.gateway.charge(request)
+            result = None
+            if reconcile:
+                # The first answer was lost: ask before charging again.
+                result = self.gateway.find_charge(request, attempt.gateway_payment_id)
+            if result is None:
+                result = self.gateway.charge(request)
         except Exception as exc:  # a gateway bug must not strand the attempt half-done
             log.warning("charge for %s raised %s; outcome unknown", attempt.id, type(exc).__name__)
             result = ChargeResult(ChargeStatus.UNKNOWN, failure_message=type(exc).__name__)
-        outcome = self.db.write(lambda tx: reload.record_charge_outcome(tx, attempt.id, result))
+        outcome = self.db.write(
+            lambda tx: reload.record_charge_outcome(tx, self.policy, attempt.id, result)
+        )
         amount = Money(attempt.amount, attempt.currency)
         if outcome.status == "succeeded":
             log.info(
@@ -115,9 +133,31 @@ class ReloadProcessor:
             )
             if claimed is not None:
                 log.info("reconciling reload %s left charging", attempt_id)
-                self._charge_and_record(claimed)
+                self._charge_and_record(claimed, reconcile=True)
                 done += 1
+        lifted = self.db.read(lambda tx: reload.wallets_with_lifted_blocks(tx, now, limit))
+        for agency_id in lifted:
+            self.db.write(
+                partial(reload.reevaluate_after_block, policy=self.policy, agency_id=agency_id)
+            )
+        self.report_stuck(now)
         return done
+
+    def report_stuck(self, now: datetime) -> list[ReloadAttempt]:
+        """Charges unresolved for longer than ``stuck_after``: logged for an operator."""
+        stuck = self.db.read(
+            lambda tx: reload.stuck_attempts(tx, charging_since=now - self.stuck_after)
+        )
+        for attempt in stuck:
+            log.error(
+                "reload %s (agency %s, %s) has been charging since %s: the gateway has not "
+                "given an outcome; check it at the gateway",
+                attempt.id,
+                attempt.agency_id,
+                Money(attempt.amount, attempt.currency),
+                attempt.created_at.isoformat(),
+            )
+        return stuck
 
 
 class BackgroundWorker:

@@ -165,7 +165,7 @@ def create_app(refill: Refill) -> FastAPI:
         body: s.PaymentMethodCreate, p: Owner, response: Response
     ) -> s.PaymentMethodOut:
         pm, created = services.save_payment_method(
-            db, refill.gateway, agency_id=p.agency_id, token=body.token
+            db, refill.gateway, agency_id=p.agency_id, token=body.token, actor=p.actor
         )
         if not created:
             response.status_code = 200
@@ -184,13 +184,13 @@ def create_app(refill: Refill) -> FastAPI:
     @app.delete("/v1/payment-methods/{payment_method_id}", status_code=204)
     def remove_payment_method(payment_method_id: str, p: Owner) -> Response:
         services.remove_payment_method(
-            db, agency_id=p.agency_id, payment_method_id=payment_method_id
+            db, agency_id=p.agency_id, payment_method_id=payment_method_id, actor=p.actor
         )
         return Response(status_code=204)
 
     @app.get("/v1/wallet")
     def get_wallet(p: Owner) -> s.WalletOut:
-        return s.WalletOut.of(services.get_wallet(db, agency_id=p.agency_id))
+        return s.WalletOut.of(services.get_wallet(db, refill.policy, agency_id=p.agency_id))
 
     @app.put("/v1/wallet/auto-reload")
     def update_auto_reload(body: s.AutoReloadUpdate, p: Owner) -> s.WalletOut:
@@ -202,14 +202,26 @@ def create_app(refill: Refill) -> FastAPI:
             value = getattr(body, name)
             return None if value is None else parse_amount(value, field=name)
 
+        def plain(name: str) -> Any:
+            return getattr(body, name) if name in given else UNSET
+
         change = SettingsChange(
             enabled=body.enabled,
             threshold=amount("threshold"),
             reload_amount=amount("reload_amount"),
-            payment_method_id=body.payment_method_id if "payment_method_id" in given else UNSET,
+            payment_method_id=plain("payment_method_id"),
+            mode=plain("mode"),
+            target_balance=amount("target_balance"),
+            monthly_cap=amount("monthly_cap"),
+            daily_limit=plain("daily_limit"),
         )
         wallet = services.update_auto_reload(
-            db, refill.policy, agency_id=p.agency_id, currency=p.currency, change=change
+            db,
+            refill.policy,
+            agency_id=p.agency_id,
+            currency=p.currency,
+            change=change,
+            actor=p.actor,
         )
         return s.WalletOut.of(wallet)
 
@@ -248,6 +260,7 @@ def create_app(refill: Refill) -> FastAPI:
         for_subteam(p, body.subteam_id)
         transfer, created = services.record_usage(
             db,
+            refill.policy,
             agency_id=p.agency_id,
             subteam_id=body.subteam_id,
             amount=parse_amount(body.amount),
@@ -286,6 +299,26 @@ def create_app(refill: Refill) -> FastAPI:
     def cancel_reload(reload_id: str, p: Owner) -> s.ReloadOut:
         return s.ReloadOut.of(
             services.cancel_reload(db, agency_id=p.agency_id, attempt_id=reload_id)
+        )
+
+    @app.get("/v1/agency")
+    def get_agency(p: Owner) -> s.AgencyOut:
+        return s.AgencyOut.of(services.get_agency(db, p.agency_id))
+
+    @app.patch("/v1/agency")
+    def update_agency(body: s.AgencyUpdate, p: Owner) -> s.AgencyOut:
+        agency = services.set_agency_timezone(
+            db, agency_id=p.agency_id, timezone=body.timezone, actor=p.actor
+        )
+        return s.AgencyOut.of(agency)
+
+    @app.get("/v1/audit-log")
+    def list_audit_log(
+        p: Owner, limit: Limit = 50, cursor: str | None = None
+    ) -> s.ListOf[s.AuditOut]:
+        page = services.list_audit_log(db, agency_id=p.agency_id, limit=limit, cursor=cursor)
+        return s.ListOf[s.AuditOut](
+            data=[s.AuditOut.of(e) for e in page.data], next_cursor=page.next_cursor
         )
 
     @app.get("/v1/transactions")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from refill.audit import AuditEntry
 from refill.ledger import Transfer
 from refill.money import format_amount
 from refill.reload import PaymentMethod, ReloadAttempt
-from refill.services import Subteam, WalletView
+from refill.services import Agency, Subteam, WalletView
 
 T = TypeVar("T")
 
@@ -42,12 +43,30 @@ class PaymentMethodCreate(Body):
 
 
 class AutoReloadUpdate(Body):
-    """Fields left out keep their saved value."""
+    """Fields left out keep their saved value; null clears an optional one."""
 
     enabled: StrictBool | None = None
     threshold: StrictStr | None = amount_field(default=None)
     reload_amount: StrictStr | None = amount_field(default=None)
     payment_method_id: StrictStr | None = Field(default=None, max_length=40)
+    mode: Literal["fixed", "target"] | None = Field(
+        default=None,
+        description="fixed (the default): add reload_amount; target: bring the balance up to "
+        "target_balance.",
+    )
+    target_balance: StrictStr | None = amount_field(default=None)
+    monthly_cap: StrictStr | None = amount_field(
+        default=None, title="Cap on auto-reload spend per calendar month (agency time zone)"
+    )
+    daily_limit: StrictInt | None = Field(
+        default=None, ge=1, le=1000, description="Auto-reloads per day (default 10)."
+    )
+
+
+class AgencyUpdate(Body):
+    timezone: StrictStr = Field(
+        max_length=64, description="IANA time zone for daily and monthly limits."
+    )
 
 
 class CreditsCreate(Body):
@@ -112,13 +131,23 @@ class PaymentMethodOut(BaseModel):
         )
 
 
+class BlockOut(BaseModel):
+    rail: str = Field(description="daily_limit or monthly_cap")
+    until: datetime
+
+
 class AutoReloadOut(BaseModel):
     enabled: bool
-    status: str
+    status: str = Field(description="off, active or suspended")
+    mode: str
     threshold: str | None
     reload_amount: str | None
+    target_balance: str | None
     payment_method_id: str | None
+    monthly_cap: str | None
+    daily_limit: int
     suspended_reason: str | None
+    blocked: BlockOut | None = Field(description="A safety rail stopping reloads until then.")
 
 
 class WalletOut(BaseModel):
@@ -130,6 +159,9 @@ class WalletOut(BaseModel):
     @classmethod
     def of(cls, w: WalletView) -> WalletOut:
         ar = w.auto_reload
+        blocked = None
+        if ar.blocked_rail and ar.blocked_until and ar.blocked_until > w.as_of:
+            blocked = BlockOut(rail=ar.blocked_rail, until=ar.blocked_until)
         return cls(
             id=w.id,
             currency=w.currency,
@@ -137,10 +169,15 @@ class WalletOut(BaseModel):
             auto_reload=AutoReloadOut(
                 enabled=ar.enabled,
                 status=ar.status,
+                mode=ar.mode,
                 threshold=fmt(ar.threshold, w.currency),
                 reload_amount=fmt(ar.reload_amount, w.currency),
+                target_balance=fmt(ar.target_balance, w.currency),
                 payment_method_id=ar.payment_method_id,
+                monthly_cap=fmt(ar.monthly_cap, w.currency),
+                daily_limit=ar.daily_limit,
                 suspended_reason=ar.suspended_reason,
+                blocked=blocked,
             ),
         )
 
@@ -154,6 +191,13 @@ class ReloadOut(BaseModel):
     payment_method_id: str
     failure_code: str | None
     failure_message: str | None
+    next_action: dict[str, str] | None = Field(
+        description="requires_action: what the owner must do to finish the payment."
+    )
+    retry_of: str | None = Field(description="The declined reload this one retries.")
+    retry_number: int
+    not_before: datetime | None = Field(description="A retry waits until then.")
+    blocked_until: datetime | None = Field(description="blocked: when the rail lifts.")
     created_at: datetime
     updated_at: datetime
 
@@ -168,6 +212,11 @@ class ReloadOut(BaseModel):
             payment_method_id=a.payment_method_id,
             failure_code=a.failure_code,
             failure_message=a.failure_message,
+            next_action=a.next_action,
+            retry_of=a.previous_attempt_id,
+            retry_number=a.retry_number,
+            not_before=a.not_before,
+            blocked_until=a.blocked_until,
             created_at=a.created_at,
             updated_at=a.updated_at,
         )
@@ -207,3 +256,39 @@ class AuthorizationOut(BaseModel):
     reason: str
     available: str | None
     currency: str
+
+
+class AgencyOut(BaseModel):
+    id: str
+    name: str
+    currency: str
+    timezone: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, a: Agency) -> AgencyOut:
+        return cls(
+            id=a.id, name=a.name, currency=a.currency, timezone=a.timezone, created_at=a.created_at
+        )
+
+
+class AuditOut(BaseModel):
+    id: str
+    actor: str
+    action: str
+    target_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> AuditOut:
+        return cls(
+            id=e.id,
+            actor=e.actor,
+            action=e.action,
+            target_id=e.target_id,
+            before=e.before,
+            after=e.after,
+            created_at=e.created_at,
+        )

@@ -208,10 +208,23 @@ auto_reload_settings = Table(
     Column("status", String(16), nullable=False),
     # Why auto-reload stopped by itself (a declined card); NULL unless suspended.
     Column("suspended_reason", String(500), nullable=True),
+    # fixed: add reload_amount; target: bring the balance back up to target_balance.
+    Column("mode", String(16), nullable=False, server_default="fixed"),
+    Column("target_balance", BigInteger, nullable=True),
+    # Safety rails: optional cap on auto-reload spend per calendar month (agency time zone)
+    # and a cap on auto-reloads per day.
+    Column("monthly_cap", BigInteger, nullable=True),
+    Column("daily_limit", Integer, nullable=False, server_default="10"),
+    # Set when a rail stopped a reload: no further blocked attempt is written until then.
+    Column("blocked_rail", String(32), nullable=True),
+    Column("blocked_until", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
     CheckConstraint("status IN ('off', 'active', 'suspended')", name="status"),
     CheckConstraint("threshold >= 0", name="threshold_not_negative"),
     CheckConstraint("reload_amount > 0", name="reload_amount_positive"),
+    CheckConstraint("mode IN ('fixed', 'target')", name="mode"),
+    CheckConstraint("monthly_cap > 0", name="monthly_cap_positive"),
+    CheckConstraint("daily_limit > 0", name="daily_limit_positive"),
 )
 
 reload_attempts = Table(
@@ -233,6 +246,15 @@ reload_attempts = Table(
     Column("failure_code", String(64), nullable=True),
     Column("failure_message", String(500), nullable=True),
     Column("claimed_at", UTCDateTime(), nullable=True),
+    # A retry waits until this time (NULL: run at once).
+    Column("not_before", UTCDateTime(), nullable=True),
+    # The declined attempt this one retries, and how many retries came before it.
+    Column("previous_attempt_id", String(40), nullable=True),
+    Column("retry_number", Integer, nullable=False, server_default="0"),
+    # requires_action: what the owner must do (JSON from the gateway, e.g. a client secret).
+    Column("next_action", Text, nullable=True),
+    # blocked: when the safety rail that stopped it lifts.
+    Column("blocked_until", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     CheckConstraint("trigger IN ('auto', 'manual')", name="trigger"),
@@ -259,3 +281,21 @@ Index(
 )
 Index("ix_reload_attempts_agency_newest", reload_attempts.c.agency_id, reload_attempts.c.id)
 Index("ix_reload_attempts_status", reload_attempts.c.status)
+Index(
+    "ix_reload_attempts_wallet_created", reload_attempts.c.wallet_id, reload_attempts.c.created_at
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agency_id", String(40), ForeignKey("agencies.id"), nullable=False),
+    # "key:<api key id>", "cli" or "system" (the engine itself, e.g. a suspension).
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target_id", String(40), nullable=True),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+Index("ix_audit_log_agency_newest", audit_log.c.agency_id, audit_log.c.id)

@@ -46,6 +46,9 @@ class ChargeResult:
     payment_id: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
+    # requires_action: what the owner must do to finish the payment (e.g. a client secret
+    # for Stripe.js). Never card data.
+    next_action: dict[str, str] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -60,5 +63,13 @@ class PaymentGateway(Protocol):
         ...
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
-        """Charge off-session. Never raises for a gateway outcome: UNKNOWN says 'ask later'."""
+        """Charge off-session, idempotently by ``request.idempotency_key``.
+
+        Never raises for a gateway outcome: UNKNOWN says "the answer was lost, ask later".
+        """
+        ...
+
+    def find_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult | None:
+        """The current state of a charge made earlier for this request, or None if the
+        gateway has no record of it (then sending the same request again is safe)."""
         ...

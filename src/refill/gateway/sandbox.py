@@ -83,8 +83,17 @@ class SandboxGateway:
             )
         if card.requires_action:
             return ChargeResult(
-                ChargeStatus.REQUIRES_ACTION, payment_id, "authentication_required", card.message
+                ChargeStatus.REQUIRES_ACTION,
+                payment_id,
+                "authentication_required",
+                card.message,
+                next_action={"type": "authenticate", "client_secret": f"{payment_id}_secret"},
             )
         if card.decline_code:
             return ChargeResult(ChargeStatus.DECLINED, payment_id, card.decline_code, card.message)
         return ChargeResult(ChargeStatus.SUCCEEDED, payment_id)
+
+    def find_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult | None:
+        # The sandbox keeps no state: its answer to a request is a pure function of it, so
+        # "not found" makes the reconciler send the same request again, which is safe.
+        return None

@@ -1,0 +1,295 @@
+"""Auto-reload settings: what the owner chose, its validation, and its status.
+
+``status`` is ``off`` (disabled), ``active`` or ``suspended`` (the engine stopped after a
+hard decline or too many soft ones; choosing another card or re-enabling resumes it).
+Writes to the settings row happen here; the attempt state machine calls ``suspend``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from refill import audit, ledger
+from refill.db.database import Tx
+from refill.db.schema import accounts, auto_reload_settings, payment_methods
+from refill.errors import InvalidSettings, NotFound
+from refill.ids import wallet_id_for
+from refill.money import format_amount, is_whole_minor_units
+from refill.reload.policy import ReloadPolicy
+
+MODES = ("fixed", "target")
+MAX_DAILY_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class AutoReloadSettings:
+    enabled: bool
+    threshold: int | None
+    reload_amount: int | None
+    payment_method_id: str | None
+    status: str  # off | active | suspended
+    suspended_reason: str | None = None
+    mode: str = "fixed"
+    target_balance: int | None = None
+    monthly_cap: int | None = None
+    daily_limit: int = 10
+    blocked_rail: str | None = None
+    blocked_until: datetime | None = None
+
+    def blocked_at(self, now: datetime) -> bool:
+        return self.blocked_until is not None and self.blocked_until > now
+
+
+NO_SETTINGS = AutoReloadSettings(False, None, None, None, "off")
+
+_UNSET: Any = object()
+UNSET = _UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsChange:
+    """What the owner sends; a field left ``UNSET`` keeps its saved value."""
+
+    enabled: bool | None = None
+    threshold: int | None = _UNSET
+    reload_amount: int | None = _UNSET
+    payment_method_id: str | None = _UNSET
+    mode: str = _UNSET
+    target_balance: int | None = _UNSET
+    monthly_cap: int | None = _UNSET
+    daily_limit: int = _UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentMethod:
+    id: str
+    agency_id: str
+    gateway: str
+    token: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    created_at: datetime
+
+    def is_expired(self, now: datetime) -> bool:
+        return (self.exp_year, self.exp_month) < (now.year, now.month)
+
+
+def payment_method_from_row(row: Any) -> PaymentMethod:
+    return PaymentMethod(**{f: row[f] for f in PaymentMethod.__slots__})
+
+
+def get_payment_method(tx: Tx, agency_id: str, payment_method_id: str) -> PaymentMethod:
+    row = tx.conn.execute(
+        select(payment_methods).where(
+            payment_methods.c.id == payment_method_id,
+            payment_methods.c.agency_id == agency_id,
+            payment_methods.c.removed_at.is_(None),
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(
+            f"payment method {payment_method_id} not found", code="payment_method_not_found"
+        )
+    return payment_method_from_row(row._mapping)
+
+
+def get_settings(
+    tx: Tx, agency_id: str, *, policy: ReloadPolicy | None = None
+) -> AutoReloadSettings:
+    row = tx.conn.execute(
+        select(auto_reload_settings).where(
+            auto_reload_settings.c.wallet_id == wallet_id_for(agency_id)
+        )
+    ).one_or_none()
+    if row is None:
+        defaults = policy or ReloadPolicy()
+        return replace(NO_SETTINGS, daily_limit=defaults.default_daily_limit)
+    m = row._mapping
+    return AutoReloadSettings(**{f: m[f] for f in AutoReloadSettings.__slots__})
+
+
+def _check_amount(
+    policy: ReloadPolicy, currency: str, value: int | None, name: str, *, bounded: bool = True
+) -> None:
+    if value is None:
+        return
+    if value <= 0:
+        raise InvalidSettings(f"{name} must be more than zero", field=name)
+    if not is_whole_minor_units(value, currency):
+        raise InvalidSettings(
+            f"{name} must be a whole number of {currency} minor units "
+            "(cards are charged in whole cents)",
+            field=name,
+        )
+    if bounded and not policy.min_reload_amount <= value <= policy.max_reload_amount:
+        raise InvalidSettings(
+            f"{name} must be between {format_amount(policy.min_reload_amount, currency)}"
+            f" and {format_amount(policy.max_reload_amount, currency)} {currency}",
+            field=name,
+        )
+
+
+def validate_settings(
+    policy: ReloadPolicy,
+    currency: str,
+    settings: AutoReloadSettings,
+    payment_method: PaymentMethod | None,
+    now: datetime,
+) -> None:
+    """The rules an owner's settings must meet; raises InvalidSettings naming the field."""
+    if settings.mode not in MODES:
+        raise InvalidSettings("mode must be 'fixed' or 'target'", field="mode")
+    if settings.threshold is not None and settings.threshold < 0:
+        raise InvalidSettings("threshold must be zero or more", field="threshold")
+    _check_amount(policy, currency, settings.reload_amount, "reload_amount")
+    _check_amount(policy, currency, settings.target_balance, "target_balance", bounded=False)
+    _check_amount(policy, currency, settings.monthly_cap, "monthly_cap", bounded=False)
+    if (
+        not isinstance(settings.daily_limit, int)
+        or not 1 <= settings.daily_limit <= MAX_DAILY_LIMIT
+    ):
+        raise InvalidSettings(
+            f"daily_limit must be between 1 and {MAX_DAILY_LIMIT} reloads", field="daily_limit"
+        )
+    if (
+        settings.target_balance is not None
+        and settings.threshold is not None
+        and settings.target_balance <= settings.threshold
+    ):
+        raise InvalidSettings(
+            "target_balance must be above the threshold, or every reload would leave the "
+            "wallet still below it",
+            field="target_balance",
+        )
+    if not settings.enabled:
+        return
+    if settings.threshold is None:
+        raise InvalidSettings("set a threshold to enable auto-reload", field="threshold")
+    if settings.mode == "fixed" and settings.reload_amount is None:
+        raise InvalidSettings("set a reload_amount to enable auto-reload", field="reload_amount")
+    if settings.mode == "target" and settings.target_balance is None:
+        raise InvalidSettings("set a target_balance to use target mode", field="target_balance")
+    if payment_method is None:
+        raise InvalidSettings(
+            "choose a saved payment method to enable auto-reload", field="payment_method_id"
+        )
+    if payment_method.is_expired(now):
+        raise InvalidSettings(
+            f"the {payment_method.brand} card ending {payment_method.last4} expired "
+            f"{payment_method.exp_month:02d}/{payment_method.exp_year}; save a new card",
+            field="payment_method_id",
+        )
+
+
+def merge_change(current: AutoReloadSettings, change: SettingsChange) -> AutoReloadSettings:
+    """The settings after ``change``, with the status it leads to.
+
+    A suspension ends only when the owner re-enables auto-reload or chooses another card;
+    any other edit keeps it suspended. Rails and suspension reasons start afresh.
+    """
+
+    def pick(new: Any, old: Any) -> Any:
+        return old if new is UNSET else new
+
+    enabled = current.enabled if change.enabled is None else change.enabled
+    payment_method_id = pick(change.payment_method_id, current.payment_method_id)
+    resumes = change.enabled is True or payment_method_id != current.payment_method_id
+    if not enabled:
+        status = "off"
+    elif current.status == "suspended" and not resumes:
+        status = "suspended"
+    else:
+        status = "active"
+    return AutoReloadSettings(
+        enabled=enabled,
+        threshold=pick(change.threshold, current.threshold),
+        reload_amount=pick(change.reload_amount, current.reload_amount),
+        payment_method_id=payment_method_id,
+        status=status,
+        suspended_reason=current.suspended_reason if status == "suspended" else None,
+        mode=pick(change.mode, current.mode),
+        target_balance=pick(change.target_balance, current.target_balance),
+        monthly_cap=pick(change.monthly_cap, current.monthly_cap),
+        daily_limit=pick(change.daily_limit, current.daily_limit),
+        blocked_rail=None,
+        blocked_until=None,
+    )
+
+
+def write_settings(tx: Tx, agency_id: str, settings: AutoReloadSettings) -> None:
+    values = {**asdict(settings), "updated_at": tx.now}
+    dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
+    stmt = dialect_insert(auto_reload_settings).values(wallet_id=wallet_id_for(agency_id), **values)
+    tx.conn.execute(stmt.on_conflict_do_update(index_elements=["wallet_id"], set_=values))
+    active = settings.status == "active"
+    ledger.set_reload_below(tx, agency_id, settings.threshold if active else None)
+
+
+def snapshot(settings: AutoReloadSettings, currency: str) -> dict[str, Any]:
+    """The settings as the audit log and the API show them (amounts as decimal strings)."""
+
+    def amount(value: int | None) -> str | None:
+        return None if value is None else format_amount(value, currency)
+
+    return {
+        "enabled": settings.enabled,
+        "status": settings.status,
+        "mode": settings.mode,
+        "threshold": amount(settings.threshold),
+        "reload_amount": amount(settings.reload_amount),
+        "target_balance": amount(settings.target_balance),
+        "payment_method_id": settings.payment_method_id,
+        "monthly_cap": amount(settings.monthly_cap),
+        "daily_limit": settings.daily_limit,
+    }
+
+
+def suspend(tx: Tx, agency_id: str, currency: str, reason: str) -> None:
+    """Stop auto-reload after declines; the owner is told through the status and reason."""
+    current = get_settings(tx, agency_id)
+    if current.status != "active":
+        return
+    tx.conn.execute(
+        update(auto_reload_settings)
+        .where(auto_reload_settings.c.wallet_id == wallet_id_for(agency_id))
+        .values(status="suspended", suspended_reason=reason, updated_at=tx.now)
+    )
+    ledger.set_reload_below(tx, agency_id, None)
+    audit.record(
+        tx,
+        agency_id=agency_id,
+        actor=audit.SYSTEM,
+        action="auto_reload.suspended",
+        target_id=wallet_id_for(agency_id),
+        before=snapshot(current, currency),
+        after={**snapshot(current, currency), "status": "suspended", "reason": reason},
+    )
+
+
+def set_block(tx: Tx, agency_id: str, rail: str | None, until: datetime | None) -> None:
+    tx.conn.execute(
+        update(auto_reload_settings)
+        .where(auto_reload_settings.c.wallet_id == wallet_id_for(agency_id))
+        .values(blocked_rail=rail, blocked_until=until)
+    )
+
+
+def wallets_with_lifted_blocks(tx: Tx, now: datetime, limit: int) -> list[str]:
+    """Agencies whose rail has lifted, for the worker to evaluate again."""
+    rows = tx.conn.execute(
+        select(accounts.c.agency_id)
+        .join(auto_reload_settings, auto_reload_settings.c.wallet_id == accounts.c.id)
+        .where(
+            auto_reload_settings.c.blocked_until.is_not(None),
+            auto_reload_settings.c.blocked_until <= now,
+        )
+        .limit(limit)
+    )
+    return [r[0] for r in rows]
