@@ -99,7 +99,7 @@ def world(db_url: str) -> Iterator[World]:
     )
     service.db.on_new_reload_attempt = service.processor.process
     service.processor.pending_grace = timedelta(0)
-    agency, key = services.create_agency(service.db, name="Policy Co")
+    _, key = services.create_agency(service.db, name="Policy Co")
     headers = {"Authorization": f"Bearer {key.secret}"}
     with TestClient(create_app(service)) as client:
         subteam = client.post("/v1/subteams", json={"name": "s"}, headers=headers).json()
