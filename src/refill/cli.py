@@ -18,12 +18,15 @@ from refill.config import Settings
 from refill.db.database import create_db_engine
 from refill.db.migrate import DatabaseBehind, check_up_to_date, upgrade
 from refill.errors import RefillError
+from refill.money import Money
 
 app = typer.Typer(help="Refill: keeps prepaid wallets topped up.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 agency_app = typer.Typer(help="Agencies (top-level teams).", no_args_is_help=True)
+reloads_app = typer.Typer(help="Reload attempts, for operators.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(agency_app, name="agency")
+app.add_typer(reloads_app, name="reloads")
 
 console = Console(stderr=True)
 
@@ -153,6 +156,54 @@ def run_worker(
         stop.wait(poll_interval)
     refill.db.dispose()
     logging.getLogger("refill.worker").info("worker stopped")
+
+
+@reloads_app.command("stuck")
+def reloads_stuck(
+    minutes: Annotated[
+        float, typer.Option(help="Report charges unresolved for longer than this.")
+    ] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per attempt.")] = False,
+) -> None:
+    """List charges whose outcome the gateway has not given for a long time (exit 1 if any)."""
+    from datetime import timedelta
+
+    from rich.table import Table
+
+    from refill.reload import stuck_attempts
+
+    settings = Settings()
+    refill = build(settings, in_process_worker=False)
+    try:
+        check_up_to_date(refill.db.engine)
+        since = refill.db.clock.now() - timedelta(minutes=minutes)
+        stuck = refill.db.read(lambda tx: stuck_attempts(tx, charging_since=since))
+    except RefillError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        refill.close()
+    if as_json:
+        for a in stuck:
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": a.id,
+                        "agency_id": a.agency_id,
+                        "amount": a.amount,
+                        "currency": a.currency,
+                        "since": a.created_at.isoformat(),
+                    }
+                )
+            )
+    else:
+        table = Table("reload", "agency", "amount", "charging since")
+        for a in stuck:
+            table.add_row(
+                a.id, a.agency_id, str(Money(a.amount, a.currency)), a.created_at.isoformat()
+            )
+        Console().print(table if stuck else "no stuck reloads")
+    if stuck:
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":  # pragma: no cover
