@@ -1,8 +1,9 @@
 """`refill serve --demo`: a seeded agency and simulated call traffic.
 
-A newcomer sees auto-reload happen within the first minute: the wallet starts with 30.00 of
-granted credits, calls cost about 0.30 a second of traffic, and auto-reload is set to
-reload 50.00 when the balance drops below 20.00.
+A newcomer sees auto-reload happen within the first minute: the wallet starts with 25.00 of
+granted credits, a call finishes every two seconds at 0.02 a second of talk time (about
+1.20 a call), and auto-reload is set to reload 50.00 when the balance drops below 20.00,
+so the first reload comes after about ten seconds.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def seed_demo(refill: Refill) -> DemoAgency:
             tx,
             agency_id=agency.id,
             source=ledger.SystemAccount.GRANTED_CREDITS,
-            amount=parse_amount("30.00"),
+            amount=parse_amount("25.00"),
             kind=ledger.TransferKind.GRANT,
             reference="demo-welcome-credit",
             description="Demo welcome credit",
@@ -109,7 +110,7 @@ class DemoTraffic:
         while not self._stop.wait(self.interval):
             subteam = self._rng.choice(self.demo.subteam_ids)
             seconds = self._rng.randint(20, 100)
-            cost = seconds * 10_000  # 0.01 per second of call
+            cost = seconds * 20_000  # 0.02 per second of call
             calls += 1
             try:
                 transfer, _ = services.record_usage(
