@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     retry_delays_seconds: tuple[float, ...] = (3600.0, 21600.0, 86400.0)
     do_not_honor_is_hard: bool = True
     default_daily_limit: int = 10
+    # Adds the benchmark's bare baseline route (`refill bench` only; never in production).
+    bench_routes: bool = False
 
     @field_validator("min_reload_amount", "max_reload_amount")
     @classmethod

@@ -321,6 +321,9 @@ def create_app(refill: Refill) -> FastAPI:
             data=[s.AuditOut.of(e) for e in page.data], next_cursor=page.next_cursor
         )
 
+    if refill.settings.bench_routes:
+        _install_bench_route(app, refill)
+
     @app.get("/v1/transactions")
     def list_transactions(
         p: Owner, limit: Limit = 50, cursor: str | None = None
@@ -331,3 +334,29 @@ def create_app(refill: Refill) -> FastAPI:
         )
 
     return app
+
+
+def _install_bench_route(app: FastAPI, refill: Refill) -> None:
+    """The http-usage benchmark's baseline: the same SQL guarantees on a bare route."""
+    from refill.bench.baseline import BaselineSQL
+    from refill.ids import system_account_id, wallet_id_for
+
+    sql = BaselineSQL(refill.db.dialect)
+    revenue = system_account_id("usage_revenue", "USD")
+
+    @app.post("/bench/baseline-usage", include_in_schema=False)
+    def bench_baseline_usage(body: dict[str, str]) -> dict[str, int]:
+        conn = refill.db.engine.raw_connection()
+        try:
+            balance = sql.record_usage(
+                conn,
+                agency_id=body["agency_id"],
+                wallet_id=wallet_id_for(body["agency_id"]),
+                revenue_id=revenue,
+                subteam_id=body["subteam_id"],
+                amount=100_000,
+                reference=body["reference"],
+            )
+        finally:
+            conn.close()
+        return {"balance": balance}

@@ -32,6 +32,14 @@ MAX_ATTEMPTS = 12
 _PG_RETRYABLE = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
 
 
+def driver_error(conn: Connection, statement: str, params: Any, exc: Exception) -> Exception:
+    """A driver exception as SQLAlchemy would have raised it (IntegrityError, ...), so raw
+    cursor work is retried and handled exactly like Core statements."""
+    return DBAPIError.instance(
+        statement, params, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+    )
+
+
 @dataclass
 class Tx:
     """One transaction: its connection, its time, and what to do after it commits."""
@@ -48,6 +56,21 @@ class Tx:
 
     def after_commit(self, fn: Callable[[], None]) -> None:
         self._after_commit.append(fn)
+
+    def execute_raw(self, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """Run prepared SQL on this transaction's DBAPI cursor; return the first row.
+
+        For the hot path only: no statement building, driver errors wrapped as SQLAlchemy's.
+        """
+        cursor = self.conn.connection.cursor()
+        try:
+            cursor.execute(statement, params)
+            row: tuple[Any, ...] | None = cursor.fetchone()
+            return row
+        except self.conn.dialect.loaded_dbapi.Error as exc:
+            raise driver_error(self.conn, statement, params, exc) from exc
+        finally:
+            cursor.close()
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -97,8 +120,12 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         # Writers take the write lock up front: a deferred transaction that upgrades from
         # read to write can fail with "database is locked" without waiting.
-        mode = conn.get_execution_options().get("refill_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        statement = "BEGIN " + conn.get_execution_options().get("refill_begin", "IMMEDIATE")
+        # On the driver connection directly: this runs once per transaction.
+        try:
+            conn.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise driver_error(conn, statement, (), exc) from exc
 
 
 class Database:
