@@ -9,80 +9,135 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Table, func, inspect, select
 
 from refill import services
-from refill.db.database import Database
+from refill.db.database import Database, create_db_engine
+from refill.db.migrate import current_revision, head_revision
+from refill.db.schema import accounts, agencies, api_keys, metadata
 
 REFILL = str(Path(sys.executable).parent / "refill")
 
 
-def run(args: list[str], database_url: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REFILL_DATABASE_URL": database_url}
-    return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        [REFILL, *args], env=env, capture_output=True, text=True, timeout=120, **kwargs
+def run(args: list[str], database_url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [REFILL, *args],
+        env={**os.environ, "REFILL_DATABASE_URL": database_url},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-def test_agency_create_prints_one_json_line_with_a_working_owner_key(db_url: str) -> None:
-    result = run(["agency", "create", "--name", "Acme Voice", "--json"], db_url)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1
-    created = json.loads(lines[0])
-    assert set(created) == {"agency_id", "api_key"}
-    db = Database(db_url)
+def one_line(text: str) -> str:
+    """Rich wraps long messages at the console width; compare them as one line."""
+    return " ".join(text.split())
+
+
+def count_rows(database_url: str, table: Table) -> int:
+    db = Database(database_url)
     try:
-        principal = services.authenticate(db, created["api_key"])
-    finally:
-        db.dispose()
-    assert principal.agency_id == created["agency_id"] and principal.is_owner
-
-
-def test_agency_create_with_an_unsupported_currency_fails_clearly_and_creates_nothing(
-    db_url: str,
-) -> None:
-    result = run(["agency", "create", "--name", "Acme", "--currency", "XYZ", "--json"], db_url)
-    assert result.returncode == 1
-    assert "XYZ" in result.stderr and "not supported" in result.stderr
-    assert result.stdout == ""
-    db = Database(db_url)
-    try:
-        from sqlalchemy import func, select
-
-        from refill.db.schema import agencies
-
         count = db.read(
-            lambda tx: tx.conn.execute(select(func.count()).select_from(agencies)).scalar_one()
+            lambda tx: tx.conn.execute(select(func.count()).select_from(table)).scalar_one()
         )
     finally:
         db.dispose()
-    assert count == 0
+    return int(count)
 
 
-def test_db_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    for _ in range(2):
-        result = run(["db", "upgrade"], url)
-        assert result.returncode == 0, result.stderr
-        assert "up to date" in result.stderr
-    created = run(["agency", "create", "--name", "After upgrade", "--json"], url)
+def test_agency_create_json_prints_exactly_one_json_line_with_a_working_owner_key(
+    db_url: str,
+) -> None:
+    result = run(["agency", "create", "--name", "Acme Voice", "--json"], db_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("\n") and result.stdout.count("\n") == 1, result.stdout
+    created = json.loads(result.stdout)
+    assert isinstance(created, dict) and set(created) == {"agency_id", "api_key"}
+    assert all(isinstance(v, str) and v for v in created.values())
+
+    db = Database(db_url)
+    try:
+        principal = services.authenticate(db, created["api_key"])
+        agency = services.get_agency(db, created["agency_id"])
+    finally:
+        db.dispose()
+    assert principal.agency_id == created["agency_id"]
+    assert principal.is_owner
+    assert (agency.name, agency.currency) == ("Acme Voice", "USD")
+
+
+def test_agency_create_with_an_unsupported_currency_fails_on_stderr_and_creates_nothing(
+    db_url: str,
+) -> None:
+    result = run(["agency", "create", "--name", "Acme", "--currency", "XYZ", "--json"], db_url)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    message = one_line(result.stderr)
+    assert "currency 'XYZ' is not supported" in message, result.stderr
+    assert "Traceback" not in result.stderr
+    for table in (agencies, accounts, api_keys):
+        assert count_rows(db_url, table) == 0, table
+
+
+def test_db_upgrade_creates_the_schema_on_a_fresh_sqlite_file_and_a_second_run_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fresh.db"
+    url = f"sqlite:///{path}"
+
+    first = run(["db", "upgrade"], url)
+    assert first.returncode == 0, first.stderr
+    assert "up to date" in first.stderr
+    engine = create_db_engine(url)
+    try:
+        assert current_revision(engine) == head_revision() is not None
+        assert set(metadata.tables) <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+    created = run(["agency", "create", "--name", "Before the second upgrade", "--json"], url)
     assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)["api_key"]
+
+    second = run(["db", "upgrade"], url)
+    assert second.returncode == 0, second.stderr
+    assert "up to date" in second.stderr
+    engine = create_db_engine(url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+    assert count_rows(url, agencies) == 1
+    db = Database(url)
+    try:
+        assert services.authenticate(db, key).is_owner  # the data is untouched
+    finally:
+        db.dispose()
 
 
 @pytest.mark.parametrize(
     "command",
-    [["serve", "--port", "1"], ["worker"], ["agency", "create", "--name", "x"]],
+    [
+        ["serve", "--host", "127.0.0.1", "--port", "1"],
+        ["worker"],
+        ["agency", "create", "--name", "x"],
+    ],
     ids=["serve", "worker", "agency-create"],
 )
-def test_commands_refuse_a_database_that_is_behind_and_name_the_fix(
+def test_commands_refuse_an_unmigrated_sqlite_file_and_tell_to_run_refill_db_upgrade(
     tmp_path: Path, command: list[str]
 ) -> None:
-    result = run(command, f"sqlite:///{tmp_path / 'empty.db'}")
-    assert result.returncode == 1
-    assert "refill db upgrade" in result.stderr
+    path = tmp_path / "empty.db"
+    path.touch()  # an empty SQLite file: a database at no revision at all
+    result = run(command, f"sqlite:///{path}")
+    assert result.returncode != 0
+    assert "refill db upgrade" in one_line(result.stderr), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Uvicorn running" not in result.stderr
 
 
-def test_stuck_reloads_report_is_empty_on_a_healthy_database(db_url: str) -> None:
+def test_reloads_stuck_reports_nothing_on_a_healthy_database(db_url: str) -> None:
     result = run(["reloads", "stuck", "--json"], db_url)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""

@@ -1,9 +1,15 @@
-"""End to end over HTTP against a real `refill serve` process (loopback only, bounded)."""
+"""End to end over HTTP against a real `refill serve` process (loopback only, bounded).
+
+Each test starts `refill serve` as a subprocess on a free 127.0.0.1 port, waits for
+GET /healthz (at most 20 s), talks to it with httpx, and always stops it (SIGTERM, then
+SIGKILL) in the fixture's teardown. Agencies are created with the real CLI.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,161 +19,293 @@ import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
 
 REFILL = str(Path(sys.executable).parent / "refill")
+READY_WITHIN = 20.0  # seconds for GET /healthz to answer after the process starts
+RELOAD_WITHIN = 10.0  # seconds for a reload to reach its outcome after it was triggered
+DEMO_RELOAD_WITHIN = 60.0  # the demo promises an auto-reload within the first minute
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-class Server:
-    """A `refill serve` subprocess whose output is collected on a thread."""
+def wait_for(check: Callable[[], Any], timeout: float, why: Callable[[], str]) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``why()`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(why())
+        time.sleep(0.1)
 
-    def __init__(self, database_url: str, *extra: str, cwd: Path | None = None) -> None:
+
+class Server:
+    """A `refill serve` subprocess; stdout and stderr are drained on their own threads."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "REFILL_DATABASE_URL": database_url,
-            "REFILL_POLL_INTERVAL_SECONDS": "0.2",
-        }
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
         self.proc = subprocess.Popen(
-            [REFILL, "serve", "--host", "127.0.0.1", "--port", str(self.port), *extra],
-            env=env,
+            [REFILL, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
+            env={
+                **os.environ,
+                "REFILL_DATABASE_URL": database_url,
+                # The poller runs due retries; keep its wake-ups short for the tests.
+                "REFILL_POLL_INTERVAL_SECONDS": "0.2",
+                **(env or {}),
+            },
             cwd=cwd,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE,
             text=True,
         )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._drain, args=(self.proc.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stderr, self.stderr), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
+    @staticmethod
+    def _drain(stream: IO[str], into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
 
     @property
     def output(self) -> str:
-        return "".join(self.lines)
+        """Everything the process printed so far, for failure messages."""
+        return f"--- stdout ---\n{''.join(self.stdout)}--- stderr ---\n{''.join(self.stderr)}"
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        wait_for(lambda: self._healthy(), timeout, lambda: f"never ready:\n{self.output}")
+    def wait_ready(self, timeout: float = READY_WITHIN) -> None:
+        wait_for(
+            self._healthy,
+            timeout,
+            lambda: f"refill serve did not answer /healthz within {timeout}s:\n{self.output}",
+        )
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
             pytest.fail(f"refill serve exited with {self.proc.returncode}:\n{self.output}")
         try:
-            return httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200
+            response = httpx.get(f"{self.base}/healthz", timeout=1)
         except httpx.HTTPError:
             return False
+        return response.status_code == 200 and response.json() == {"status": "ok"}
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
-
-
-def wait_for(check: Callable[[], Any], timeout: float, why: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(why())
+        for reader in self._readers:
+            reader.join(timeout=5)
 
 
 @pytest.fixture
-def server(db_url: str) -> Iterator[Server]:
-    srv = Server(db_url)
+def start_server() -> Iterator[Callable[..., Server]]:
+    """Start `refill serve` and wait until it is ready; every server is stopped at teardown."""
+    started: list[Server] = []
+
+    def start(
+        database_url: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Server:
+        server = Server(database_url, *args, env=env, cwd=cwd)
+        started.append(server)
+        server.wait_ready()
+        return server
+
     try:
-        srv.wait_ready()
-        yield srv
+        yield start
     finally:
-        srv.stop()
+        for server in started:
+            server.stop()
 
 
-def owner_client(server: Server, db_url: str) -> httpx.Client:
-    created = subprocess.run(
+def create_agency(database_url: str) -> str:
+    """`refill agency create --json` against the server's database; returns the owner key."""
+    result = subprocess.run(
         [REFILL, "agency", "create", "--name", "E2E Agency", "--json"],
-        env={**os.environ, "REFILL_DATABASE_URL": db_url},
+        env={**os.environ, "REFILL_DATABASE_URL": database_url},
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
     )
-    key = json.loads(created.stdout)["api_key"]
+    assert result.returncode == 0, result.stderr
+    return str(json.loads(result.stdout)["api_key"])
+
+
+def client(server: Server, key: str) -> httpx.Client:
     return httpx.Client(
         base_url=server.base, headers={"Authorization": f"Bearer {key}"}, timeout=10
     )
 
 
-def test_auto_reload_happens_over_http_against_a_real_server(server: Server, db_url: str) -> None:
-    with owner_client(server, db_url) as api:
-        assert api.get("/readyz").status_code == 200
-        subteam = api.post("/v1/subteams", json={"name": "Sales"}).json()["id"]
-        card = api.post("/v1/payment-methods", json={"token": "pm_card_visa"}).json()["id"]
-        assert (
-            api.post(
-                "/v1/wallet/credits", json={"amount": "30.00", "payment_method_id": card}
-            ).status_code
-            == 201
+def call(api: httpx.Client, method: str, path: str, expect: int, **kwargs: Any) -> Any:
+    """One request whose status must be ``expect``; returns the JSON body (None when empty)."""
+    response = api.request(method, path, **kwargs)
+    assert response.status_code == expect, (
+        f"{method} {path} {kwargs.get('json')!r} -> {response.status_code} {response.text}"
+    )
+    return response.json() if response.content else None
+
+
+def auto_reloads(api: httpx.Client) -> list[dict[str, Any]]:
+    return [r for r in call(api, "GET", "/v1/reloads", 200)["data"] if r["trigger"] == "auto"]
+
+
+def test_serve_credits_exactly_one_auto_reload_after_usage_drops_below_the_threshold(
+    start_server: Callable[..., Server], db_url: str
+) -> None:
+    server = start_server(db_url)
+    with client(server, create_agency(db_url)) as api:
+        assert call(api, "GET", "/readyz", 200) == {"status": "ready"}
+        subteam = call(api, "POST", "/v1/subteams", 201, json={"name": "Sales"})["id"]
+        card = call(api, "POST", "/v1/payment-methods", 201, json={"token": "pm_card_visa"})
+        assert (card["brand"], card["last4"]) == ("visa", "4242")
+        topup = call(
+            api,
+            "POST",
+            "/v1/wallet/credits",
+            201,
+            json={"amount": "30.00", "payment_method_id": card["id"]},
         )
-        settings = api.put(
+        assert (topup["trigger"], topup["status"], topup["amount"]) == (
+            "manual",
+            "succeeded",
+            "30.00",
+        )
+        wallet = call(
+            api,
+            "PUT",
             "/v1/wallet/auto-reload",
+            200,
             json={
                 "enabled": True,
                 "threshold": "20.00",
                 "reload_amount": "50.00",
-                "payment_method_id": card,
+                "payment_method_id": card["id"],
             },
         )
-        assert settings.status_code == 200
+        assert wallet["balance"] == "30.00"
+        assert wallet["auto_reload"]["status"] == "active"
+        assert auto_reloads(api) == []  # 30.00 is not below 20.00: nothing to do yet
+
+        # Sub-cent amounts: the third call leaves 19.999999, just below the threshold.
+        amounts = ["4.25", "3.333333", "2.416668", "1.00", "1.00", "1.00"]
         used = Decimal(0)
-        for i, amount in enumerate(["4.25", "3.333333", "2.416668"]):
-            response = api.post(
+        for i, amount in enumerate(amounts):
+            transfer = call(
+                api,
+                "POST",
                 "/v1/usage",
+                201,
                 json={"subteam_id": subteam, "amount": amount, "reference": f"call-{i}"},
             )
-            assert response.status_code == 201, response.text
             used += Decimal(amount)
+            assert transfer["direction"] == "debit"
+            if Decimal(transfer["balance_after"]) < Decimal("20.00"):
+                break
+        assert used == Decimal("10.000001")
 
-        def reloaded() -> Any:
-            data = api.get("/v1/reloads").json()["data"]
-            return [r for r in data if r["trigger"] == "auto" and r["status"] == "succeeded"]
+        def succeeded() -> list[dict[str, Any]]:
+            return [r for r in auto_reloads(api) if r["status"] == "succeeded"]
 
-        wait_for(reloaded, 15, lambda: f"no auto-reload succeeded:\n{server.output}")
-        balance = Decimal(api.get("/v1/wallet").json()["balance"])
-        assert balance == Decimal("30.00") - used + Decimal("50.00")
-        assert api.post("/v1/calls/authorize", json={"subteam_id": subteam}).json()["allowed"]
+        (reloaded,) = wait_for(
+            succeeded,
+            RELOAD_WITHIN,
+            lambda: (
+                f"no auto-reload succeeded within {RELOAD_WITHIN}s: "
+                f"{auto_reloads(api)}\n{server.output}"
+            ),
+        )
+        assert (reloaded["amount"], reloaded["currency"]) == ("50.00", "USD")
+        assert reloaded["payment_method_id"] == card["id"]
+        assert reloaded["failure_code"] is None
+
+        expected = Decimal("30.00") - used + Decimal("50.00")
+        wallet = call(api, "GET", "/v1/wallet", 200)
+        assert Decimal(wallet["balance"]) == expected == Decimal("69.999999")
+        assert wallet["auto_reload"]["status"] == "active"
+        assert len(auto_reloads(api)) == 1  # 69.999999 is above the threshold: no second one
+
+        credits = [
+            t
+            for t in call(api, "GET", "/v1/transactions", 200)["data"]
+            if t["kind"] == "auto_reload"
+        ]
+        assert [(t["amount"], Decimal(t["balance_after"])) for t in credits] == [
+            ("50.00", expected)
+        ]
+        answer = call(api, "POST", "/v1/calls/authorize", 200, json={"subteam_id": subteam})
+        assert answer["allowed"] is True and Decimal(answer["available"]) == expected
 
 
-def test_a_declined_card_over_http_suspends_auto_reload_and_leaves_the_balance(
-    server: Server, db_url: str
+@pytest.mark.parametrize(
+    ("token", "decline_code", "env", "failed_attempts"),
+    [
+        # card_declined is a soft decline: retried after each of REFILL_RETRY_DELAYS_SECONDS
+        # (shortened here to one retry after 0.3 s), then auto-reload is suspended.
+        (
+            "pm_card_chargeCustomerFail",
+            "card_declined",
+            {"REFILL_RETRY_DELAYS_SECONDS": "[0.3]"},
+            2,
+        ),
+        # lost_card is a hard decline: no retry, suspended at once (default settings).
+        ("pm_card_visa_chargeDeclinedLostCard", "lost_card", {}, 1),
+    ],
+    ids=["soft-decline-retried-then-suspended", "hard-decline-suspended-at-once"],
+)
+def test_serve_declined_auto_reload_fails_leaves_the_balance_and_suspends_auto_reload(
+    start_server: Callable[..., Server],
+    db_url: str,
+    token: str,
+    decline_code: str,
+    env: dict[str, str],
+    failed_attempts: int,
 ) -> None:
-    with owner_client(server, db_url) as api:
-        subteam = api.post("/v1/subteams", json={"name": "Sales"}).json()["id"]
-        good = api.post("/v1/payment-methods", json={"token": "pm_card_visa"}).json()["id"]
-        bad = api.post(
-            "/v1/payment-methods", json={"token": "pm_card_visa_chargeDeclinedLostCard"}
-        ).json()["id"]
-        api.post("/v1/wallet/credits", json={"amount": "21.00", "payment_method_id": good})
-        api.put(
+    server = start_server(db_url, env=env)
+    with client(server, create_agency(db_url)) as api:
+        subteam = call(api, "POST", "/v1/subteams", 201, json={"name": "Sales"})["id"]
+        good = call(api, "POST", "/v1/payment-methods", 201, json={"token": "pm_card_visa"})["id"]
+        bad = call(api, "POST", "/v1/payment-methods", 201, json={"token": token})["id"]
+        call(
+            api,
+            "POST",
+            "/v1/wallet/credits",
+            201,
+            json={"amount": "21.00", "payment_method_id": good},
+        )
+        call(
+            api,
+            "PUT",
             "/v1/wallet/auto-reload",
+            200,
             json={
                 "enabled": True,
                 "threshold": "20.00",
@@ -175,53 +313,165 @@ def test_a_declined_card_over_http_suspends_auto_reload_and_leaves_the_balance(
                 "payment_method_id": bad,
             },
         )
-        api.post("/v1/usage", json={"subteam_id": subteam, "amount": "2.00", "reference": "a"})
+        usage = call(
+            api,
+            "POST",
+            "/v1/usage",
+            201,
+            json={"subteam_id": subteam, "amount": "2.00", "reference": "call-1"},
+        )
+        assert usage["balance_after"] == "19.00"
 
-        def failed() -> Any:
-            data = api.get("/v1/reloads").json()["data"]
-            return [r for r in data if r["trigger"] == "auto" and r["status"] == "failed"]
+        def suspended() -> dict[str, Any] | None:
+            wallet: dict[str, Any] = call(api, "GET", "/v1/wallet", 200)
+            return wallet if wallet["auto_reload"]["status"] == "suspended" else None
 
-        (attempt,) = wait_for(failed, 15, lambda: f"no failed reload:\n{server.output}")
-        assert attempt["failure_code"] == "lost_card"
-        wallet = api.get("/v1/wallet").json()
+        wallet = wait_for(
+            suspended,
+            RELOAD_WITHIN,
+            lambda: (
+                f"auto-reload not suspended within {RELOAD_WITHIN}s: "
+                f"{auto_reloads(api)}\n{server.output}"
+            ),
+        )
         assert wallet["balance"] == "19.00"
-        assert wallet["auto_reload"]["status"] == "suspended"
+        assert decline_code in wallet["auto_reload"]["suspended_reason"]
+
+        attempts = sorted(auto_reloads(api), key=lambda r: r["retry_number"])
+        assert [(r["status"], r["failure_code"], r["amount"]) for r in attempts] == [
+            ("failed", decline_code, "50.00")
+        ] * failed_attempts
+        assert all(r["payment_method_id"] == bad for r in attempts)
+        # Each retry is a new attempt linked to the one it retries.
+        assert [r["retry_of"] for r in attempts] == [None] + [r["id"] for r in attempts[:-1]]
+
+        assert [t["kind"] for t in call(api, "GET", "/v1/transactions", 200)["data"]].count(
+            "auto_reload"
+        ) == 0
+        answer = call(api, "POST", "/v1/calls/authorize", 200, json={"subteam_id": subteam})
+        assert answer["allowed"] is True and answer["available"] == "19.00"
 
 
-def test_an_empty_wallet_refuses_calls_over_http(server: Server, db_url: str) -> None:
-    with owner_client(server, db_url) as api:
-        subteam = api.post("/v1/subteams", json={"name": "Sales"}).json()["id"]
-        answer = api.post("/v1/calls/authorize", json={"subteam_id": subteam}).json()
-        assert answer == {
+def test_serve_keeps_auto_reload_active_and_schedules_a_retry_after_a_soft_decline_by_default(
+    start_server: Callable[..., Server], db_url: str
+) -> None:
+    server = start_server(db_url)
+    with client(server, create_agency(db_url)) as api:
+        subteam = call(api, "POST", "/v1/subteams", 201, json={"name": "Sales"})["id"]
+        good = call(api, "POST", "/v1/payment-methods", 201, json={"token": "pm_card_visa"})["id"]
+        bad = call(
+            api, "POST", "/v1/payment-methods", 201, json={"token": "pm_card_chargeCustomerFail"}
+        )["id"]
+        call(
+            api,
+            "POST",
+            "/v1/wallet/credits",
+            201,
+            json={"amount": "21.00", "payment_method_id": good},
+        )
+        call(
+            api,
+            "PUT",
+            "/v1/wallet/auto-reload",
+            200,
+            json={
+                "enabled": True,
+                "threshold": "20.00",
+                "reload_amount": "50.00",
+                "payment_method_id": bad,
+            },
+        )
+        call(
+            api,
+            "POST",
+            "/v1/usage",
+            201,
+            json={"subteam_id": subteam, "amount": "2.00", "reference": "call-1"},
+        )
+
+        def failed_and_retry() -> list[dict[str, Any]] | None:
+            attempts = sorted(auto_reloads(api), key=lambda r: r["retry_number"])
+            return attempts if [r["status"] for r in attempts] == ["failed", "pending"] else None
+
+        first, retry = wait_for(
+            failed_and_retry,
+            RELOAD_WITHIN,
+            lambda: f"no failed reload with a pending retry: {auto_reloads(api)}\n{server.output}",
+        )
+        assert first["failure_code"] == "card_declined"
+        assert (retry["retry_of"], retry["retry_number"]) == (first["id"], 1)
+        assert retry["not_before"] is not None  # first retry waits an hour by default
+        wallet = call(api, "GET", "/v1/wallet", 200)
+        assert wallet["balance"] == "19.00"
+        assert wallet["auto_reload"]["status"] == "active"
+
+
+def test_serve_refuses_calls_with_no_credits_when_the_wallet_is_empty(
+    start_server: Callable[..., Server], db_url: str
+) -> None:
+    server = start_server(db_url)
+    with client(server, create_agency(db_url)) as owner:
+        subteam = call(owner, "POST", "/v1/subteams", 201, json={"name": "Support"})["id"]
+        subteam_key = call(owner, "POST", f"/v1/subteams/{subteam}/keys", 201)["api_key"]
+        expected = {
             "allowed": False,
             "reason": "no_credits",
             "available": "0.00",
             "currency": "USD",
         }
+        assert (
+            call(owner, "POST", "/v1/calls/authorize", 200, json={"subteam_id": subteam})
+            == expected
+        )
+        # The subteam's own key (what a dialer would hold) gets the same answer.
+        with client(server, subteam_key) as dialer:
+            assert (
+                call(dialer, "POST", "/v1/calls/authorize", 200, json={"subteam_id": subteam})
+                == expected
+            )
 
 
-def test_the_demo_shows_an_auto_reload_within_a_minute(tmp_path: Path) -> None:
+def test_serve_demo_logs_a_succeeded_auto_reload_within_a_minute_and_prints_a_working_owner_key(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
-    env = {**os.environ, "REFILL_DATABASE_URL": url}
-    subprocess.run([REFILL, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
-    srv = Server(url, "--demo", cwd=tmp_path)
-    try:
-        srv.wait_ready()
-        wait_for(
-            lambda: "auto reload" in srv.output and "succeeded" in srv.output,
-            60,
-            lambda: f"no auto-reload in the demo's first minute:\n{srv.output}",
+    upgraded = subprocess.run(
+        [REFILL, "db", "upgrade"],
+        env={**os.environ, "REFILL_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    server = start_server(url, "--demo", cwd=tmp_path)
+
+    def reload_line() -> str | None:
+        return next(
+            (line for line in list(server.stderr) if "reload" in line and "succeeded" in line),
+            None,
         )
-        key = next(
-            line.split("owner key:")[1].strip() for line in srv.lines if "owner key:" in line
-        )
-        wallet = httpx.get(
-            f"{srv.base}/v1/wallet", headers={"Authorization": f"Bearer {key}"}, timeout=10
-        ).json()
+
+    line = wait_for(
+        reload_line,
+        DEMO_RELOAD_WITHIN,
+        lambda: f"no succeeded reload logged within {DEMO_RELOAD_WITHIN}s:\n{server.output}",
+    )
+    assert "auto reload" in line and "+50.00 USD" in line, line
+
+    printed = "".join(server.stdout) + "".join(server.stderr)
+    match = re.search(r"owner key:\s*(\S+)", printed)
+    assert match, f"no owner key printed:\n{server.output}"
+    with client(server, match.group(1)) as api:
+        wallet = call(api, "GET", "/v1/wallet", 200)
+        assert wallet["currency"] == "USD"
         assert wallet["auto_reload"]["status"] == "active"
-        assert wallet["auto_reload"]["threshold"] == "20.00"
-    finally:
-        srv.stop()
+        assert (wallet["auto_reload"]["threshold"], wallet["auto_reload"]["reload_amount"]) == (
+            "20.00",
+            "50.00",
+        )
+        assert any(r["status"] == "succeeded" and r["amount"] == "50.00" for r in auto_reloads(api))
+
     # SIGTERM is a graceful shutdown (uvicorn re-raises the signal once it is done).
-    assert srv.proc.returncode in (0, -signal.SIGTERM), srv.output
-    assert "Application shutdown complete" in srv.output
+    server.stop()
+    assert server.proc.returncode in (0, -signal.SIGTERM), server.output
+    assert "Application shutdown complete" in "".join(server.stderr)

@@ -12,9 +12,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import OperationalError
 
 from refill import services
-from refill.bootstrap import build
+from refill.bootstrap import Refill, build
 from refill.config import Settings
 from refill.db.database import create_db_engine
 from refill.db.migrate import DatabaseBehind, check_up_to_date, upgrade
@@ -29,7 +30,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(agency_app, name="agency")
 app.add_typer(reloads_app, name="reloads")
 
-console = Console(stderr=True)
+# soft_wrap: messages stay on one line when stderr is a file or a pipe.
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _logging(level: int = logging.INFO) -> None:
@@ -43,6 +45,25 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _unreachable(url: str, exc: OperationalError) -> typer.Exit:
+    return _fail(f"cannot reach the database at {_safe_url(url)}: {exc.orig}")
+
+
+def _open(*, worker: bool = False) -> Refill:
+    """Build the service on REFILL_DATABASE_URL, refusing a database that is behind."""
+    settings = Settings()
+    refill = build(settings, in_process_worker=worker)
+    try:
+        check_up_to_date(refill.db.engine)
+    except DatabaseBehind as exc:
+        refill.close()
+        raise _fail(exc.message) from None
+    except OperationalError as exc:
+        refill.close()
+        raise _unreachable(settings.database_url, exc) from None
+    return refill
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the migrations to REFILL_DATABASE_URL (default: sqlite:///refill.db)."""
@@ -50,6 +71,8 @@ def db_upgrade() -> None:
     engine = create_db_engine(settings.database_url)
     try:
         upgrade(engine)
+    except OperationalError as exc:
+        raise _unreachable(settings.database_url, exc) from None
     finally:
         engine.dispose()
     console.print(f"database at {_safe_url(settings.database_url)} is up to date")
@@ -69,9 +92,8 @@ def agency_create(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line on stdout.")] = False,
 ) -> None:
     """Create an agency with its wallet and print an owner API key (shown once)."""
-    refill = build(Settings(), in_process_worker=False)
+    refill = _open()
     try:
-        check_up_to_date(refill.db.engine)
         agency, key = services.create_agency(refill.db, name=name, currency=currency)
     except RefillError as exc:
         raise _fail(exc.message) from None
@@ -102,13 +124,7 @@ def serve(
     from refill.api.app import create_app
 
     _logging()
-    settings = Settings()
-    refill = build(settings, in_process_worker=worker)
-    try:
-        check_up_to_date(refill.db.engine)
-    except DatabaseBehind as exc:
-        refill.close()
-        raise _fail(exc.message) from None
+    refill = _open(worker=worker)
     traffic = None
     if demo:
         from refill.demo import DemoTraffic, seed_demo
@@ -137,13 +153,7 @@ def run_worker(
 ) -> None:
     """Process reloads left pending and reconcile stuck charges, as its own process."""
     _logging()
-    settings = Settings()
-    refill = build(settings, in_process_worker=False)
-    try:
-        check_up_to_date(refill.db.engine)
-    except DatabaseBehind as exc:
-        refill.close()
-        raise _fail(exc.message) from None
+    refill = _open()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -229,10 +239,8 @@ def reloads_stuck(
 
     from refill.reload import stuck_attempts
 
-    settings = Settings()
-    refill = build(settings, in_process_worker=False)
+    refill = _open()
     try:
-        check_up_to_date(refill.db.engine)
         since = refill.db.clock.now() - timedelta(minutes=minutes)
         stuck = refill.db.read(lambda tx: stuck_attempts(tx, charging_since=since))
     except RefillError as exc:

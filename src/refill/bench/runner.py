@@ -152,26 +152,25 @@ def interleaved(
 
 
 class RawPool:
-    """One raw driver connection per baseline client, from the same engine."""
+    """One raw driver connection per baseline client (kept across rounds), from the same
+    engine as Refill's, so both sides use the same driver and settings."""
 
     def __init__(self, refill: Refill) -> None:
         self._engine = refill.db.engine
-        self._local = threading.local()
-        self._all: list[Any] = []
+        self._conns: dict[int, Any] = {}
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
-        conn = getattr(self._local, "conn", None)
+    def get(self, client: int) -> Any:
+        conn = self._conns.get(client)
         if conn is None:
-            conn = self._engine.raw_connection()
-            self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                conn = self._conns.setdefault(client, self._engine.raw_connection())
         return conn
 
     def close(self) -> None:
-        for conn in self._all:
+        for conn in self._conns.values():
             conn.close()
+        self._conns.clear()
 
 
 @dataclass
@@ -370,7 +369,7 @@ class Bench:
             agency = baseline_agencies[(n * 7919 + i) % len(baseline_agencies)]
             try:
                 self.sql.record_usage(
-                    self.raw.get(),
+                    self.raw.get(n),
                     agency_id=agency.agency_id,
                     wallet_id=agency.wallet_id,
                     revenue_id=revenue,
@@ -450,7 +449,7 @@ class Bench:
         def baseline_op(n: int, i: int) -> None:
             agency = agencies[i % len(agencies)]
             self.sql.authorize_call(
-                self.raw.get(), agency_id=agency.agency_id, subteam_id=agency.subteams[0]
+                self.raw.get(n), agency_id=agency.agency_id, subteam_id=agency.subteams[0]
             )
 
         mine, theirs = interleaved(
