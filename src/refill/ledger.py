@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from refill.db.database import Tx
+from refill.db.database import SqlTx, Tx, bind_time
 from refill.db.schema import accounts, transfers
 from refill.errors import InsufficientCredits, NotFound
 from refill.ids import system_account_id, wallet_id_for
@@ -122,12 +122,7 @@ class _PostingSQL:
 
     move: str
     insert: str
-    timestamp: Any  # aware datetime -> what the driver binds
-
-
-def _sqlite_timestamp(moment: datetime) -> str:
-    # The text SQLAlchemy's SQLite DateTime type writes and reads back.
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    balance: str
 
 
 def _posting_sql(dialect: str) -> _PostingSQL:
@@ -144,7 +139,7 @@ def _posting_sql(dialect: str) -> _PostingSQL:
             f"created_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) "
             "ON CONFLICT (agency_id, kind, reference) DO NOTHING RETURNING id"
         ),
-        timestamp=(lambda moment: moment) if dialect == "postgresql" else _sqlite_timestamp,
+        balance=f"SELECT balance, currency FROM accounts WHERE id = {p}",
     )
 
 
@@ -152,7 +147,7 @@ _POSTING_SQL = {dialect: _posting_sql(dialect) for dialect in ("sqlite", "postgr
 
 
 def _post(
-    tx: Tx,
+    tx: SqlTx,
     *,
     agency_id: str,
     delta: int,
@@ -192,7 +187,7 @@ def _post(
             description,
             encoded,
             balance,
-            sql.timestamp(tx.now),
+            bind_time(tx.dialect, tx.now),
         ),
     )
     if inserted is None:
@@ -215,7 +210,7 @@ def _post(
 
 
 def debit_wallet(
-    tx: Tx,
+    tx: SqlTx,
     *,
     agency_id: str,
     to: SystemAccount,
@@ -245,22 +240,18 @@ def debit_wallet(
     )
     if posted is not None:
         return posted
-    wallet = tx.conn.execute(
-        select(accounts.c.balance, accounts.c.currency).where(
-            accounts.c.id == wallet_id_for(agency_id)
-        )
-    ).one_or_none()
+    wallet = tx.execute_raw(_POSTING_SQL[tx.dialect].balance, (wallet_id_for(agency_id),))
     if wallet is None:
         raise NotFound(f"agency {agency_id} has no wallet")
     raise InsufficientCredits(
         "the wallet does not hold enough credits for this usage",
-        available=int(wallet.balance),
-        currency=wallet.currency,
+        available=int(wallet[0]),
+        currency=wallet[1],
     )
 
 
 def credit_wallet(
-    tx: Tx,
+    tx: SqlTx,
     *,
     agency_id: str,
     source: SystemAccount,

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Select, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from refill import audit, ledger, reload
-from refill.db.database import Database, Tx
+from refill.db.database import Database, RawTx, Tx
 from refill.db.schema import (
     accounts,
     agencies,
@@ -441,7 +441,7 @@ def record_usage(
     if not reference or len(reference) > 255:
         raise ValidationFailed("reference must be 1 to 255 characters", field="reference")
 
-    def work(tx: Tx) -> Transfer:
+    def work(tx: RawTx) -> Transfer:
         posted = ledger.debit_wallet(
             tx,
             agency_id=agency_id,
@@ -459,7 +459,7 @@ def record_usage(
         return posted.transfer
 
     try:
-        return db.write(work), True
+        return db.write_raw(work), True
     except (DuplicateReference, InsufficientCredits, IntegrityError) as exc:
         # Rare paths, resolved in a fresh transaction after the first one rolled back.
         def resolve(tx: Tx) -> Transfer | None:

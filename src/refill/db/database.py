@@ -13,13 +13,13 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from refill.clock import Clock, SystemClock
@@ -27,17 +27,49 @@ from refill.clock import Clock, SystemClock
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+TxT = TypeVar("TxT", "Tx", "RawTx")
 
 MAX_ATTEMPTS = 12
 _PG_RETRYABLE = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
 
 
-def driver_error(conn: Connection, statement: str, params: Any, exc: Exception) -> Exception:
+def driver_error(dialect: Dialect, statement: str, params: Any, exc: Exception) -> Exception:
     """A driver exception as SQLAlchemy would have raised it (IntegrityError, ...), so raw
     cursor work is retried and handled exactly like Core statements."""
-    return DBAPIError.instance(
-        statement, params, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-    )
+    return DBAPIError.instance(statement, params, exc, dialect.loaded_dbapi.Error, dialect=dialect)
+
+
+def _execute_on(
+    dialect: Dialect, cursor: Any, statement: str, params: tuple[Any, ...]
+) -> tuple[Any, ...] | None:
+    try:
+        cursor.execute(statement, params)
+        row: tuple[Any, ...] | None = cursor.fetchone() if cursor.description else None
+        return row
+    except dialect.loaded_dbapi.Error as exc:
+        raise driver_error(dialect, statement, params, exc) from exc
+    finally:
+        cursor.close()
+
+
+def bind_time(dialect: str, moment: datetime) -> Any:
+    """An aware datetime as raw SQL binds it: SQLite gets the text SQLAlchemy's DateTime
+    type writes (and compares correctly as text), PostgreSQL a timestamptz."""
+    if dialect == "sqlite":
+        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return moment
+
+
+class SqlTx(Protocol):
+    """What the hot path needs of a transaction; both Tx and RawTx provide it."""
+
+    now: datetime
+    new_reload_attempts: list[str]
+
+    @property
+    def dialect(self) -> str: ...
+
+    def execute_raw(self, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None: ...
 
 
 @dataclass
@@ -62,15 +94,29 @@ class Tx:
 
         For the hot path only: no statement building, driver errors wrapped as SQLAlchemy's.
         """
-        cursor = self.conn.connection.cursor()
-        try:
-            cursor.execute(statement, params)
-            row: tuple[Any, ...] | None = cursor.fetchone()
-            return row
-        except self.conn.dialect.loaded_dbapi.Error as exc:
-            raise driver_error(self.conn, statement, params, exc) from exc
-        finally:
-            cursor.close()
+        return _execute_on(self.conn.dialect, self.conn.connection.cursor(), statement, params)
+
+
+@dataclass
+class RawTx:
+    """A transaction on a pooled driver connection, without SQLAlchemy's Connection.
+
+    The usage hot path runs here: SQLAlchemy's per-transaction machinery cost more than
+    the database's whole transaction (see the benchmark notes in the README).
+    """
+
+    dbapi: Any
+    sa_dialect: Dialect
+    now: datetime
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+    new_reload_attempts: list[str] = field(default_factory=list)
+
+    @property
+    def dialect(self) -> str:
+        return str(self.sa_dialect.name)
+
+    def execute_raw(self, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        return _execute_on(self.sa_dialect, self.dbapi.cursor(), statement, params)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -125,7 +171,7 @@ def _configure_sqlite(engine: Engine) -> None:
         try:
             conn.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise driver_error(conn, statement, (), exc) from exc
+            raise driver_error(conn.dialect, statement, (), exc) from exc
 
 
 class Database:
@@ -145,18 +191,38 @@ class Database:
         self.engine.dispose()
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+    def _transaction(self, *, write: bool) -> Iterator[Tx]:
         with self.engine.connect() as conn:
             if self.dialect == "sqlite" and not write:
                 conn = conn.execution_options(refill_begin="DEFERRED")
             with conn.begin():
-                yield conn
+                yield Tx(conn=conn, now=self.clock.now())
 
-    def _run(self, work: Callable[[Tx], T], *, write: bool) -> T:
+    @contextmanager
+    def _raw_transaction(self, *, write: bool) -> Iterator[RawTx]:
+        dialect = self.engine.dialect
+        dbapi = self.engine.raw_connection()
+        try:
+            if dialect.name == "sqlite":
+                begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+                _execute_on(dialect, dbapi.cursor(), begin, ())
+            yield RawTx(dbapi=dbapi, sa_dialect=dialect, now=self.clock.now())
+            try:
+                dbapi.commit()
+            except dialect.loaded_dbapi.Error as exc:
+                raise driver_error(dialect, "COMMIT", (), exc) from exc
+        except BaseException:
+            dbapi.rollback()
+            raise
+        finally:
+            dbapi.close()  # back to the pool
+
+    def _run(
+        self, work: Callable[[TxT], T], opener: Callable[[], AbstractContextManager[TxT]]
+    ) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                with self._transaction(write=write) as conn:
-                    tx = Tx(conn=conn, now=self.clock.now())
+                with opener() as tx:
                     result = work(tx)
             except DBAPIError as exc:
                 if attempt == MAX_ATTEMPTS or not is_retryable(exc):
@@ -170,7 +236,7 @@ class Database:
             return result
         raise AssertionError("unreachable")
 
-    def _after_commit(self, tx: Tx) -> None:
+    def _after_commit(self, tx: Tx | RawTx) -> None:
         hooks = list(tx._after_commit)
         listener = self.on_new_reload_attempt
         if listener is not None:
@@ -184,8 +250,16 @@ class Database:
 
     def write(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in a write transaction, retrying on the database's own lock errors."""
-        return self._run(work, write=True)
+        return self._run(work, partial(self._transaction, write=True))
 
     def read(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in a read transaction (on SQLite, one that does not lock writers out)."""
-        return self._run(work, write=False)
+        return self._run(work, partial(self._transaction, write=False))
+
+    def write_raw(self, work: Callable[[RawTx], T]) -> T:
+        """Like ``write``, on a bare driver connection: for the hot path's prepared SQL."""
+        return self._run(work, partial(self._raw_transaction, write=True))
+
+    def read_raw(self, work: Callable[[RawTx], T]) -> T:
+        """Like ``read``, on a bare driver connection: for hot lookups (keys, balances)."""
+        return self._run(work, partial(self._raw_transaction, write=False))

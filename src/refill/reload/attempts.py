@@ -28,10 +28,9 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from refill import audit, ledger
-from refill.db.database import Tx
+from refill.db.database import SqlTx, Tx, bind_time
 from refill.db.schema import (
     ACTIVE_AUTO_RELOAD,
-    ACTIVE_AUTO_RELOAD_STATUSES,
     agencies,
     payment_methods,
     reload_attempts,
@@ -174,70 +173,58 @@ def evaluate_trigger(
     return Decision("reload", amount)
 
 
-def _active_auto_attempt(tx: Tx, wallet_id: str) -> str | None:
-    return tx.conn.execute(
-        select(reload_attempts.c.id).where(
-            reload_attempts.c.wallet_id == wallet_id,
-            reload_attempts.c.trigger == "auto",
-            reload_attempts.c.status.in_(ACTIVE_AUTO_RELOAD_STATUSES),
-        )
-    ).scalar()
+def _enqueue_sql(dialect: str) -> str:
+    p = "%s" if dialect == "postgresql" else "?"
+    return (
+        "INSERT INTO reload_attempts (id, agency_id, wallet_id, trigger, status, amount, "
+        "currency, payment_method_id, idempotency_key, created_at, updated_at) "
+        f"SELECT {p}, {p}, s.wallet_id, 'auto', 'pending', COALESCE(s.reload_amount, {p}), "
+        f"{p}, s.payment_method_id, {p}, {p}, {p} "
+        "FROM auto_reload_settings s "
+        f"WHERE s.wallet_id = {p} AND s.status = 'active' AND s.payment_method_id IS NOT NULL "
+        f"AND s.threshold > {p} AND (s.blocked_until IS NULL OR s.blocked_until <= {p}) "
+        # The partial unique index decides: a second active auto-reload is never written.
+        f"ON CONFLICT (wallet_id) WHERE {ACTIVE_AUTO_RELOAD.text} DO NOTHING "
+        "RETURNING id"
+    )
+
+
+_ENQUEUE_SQL = {dialect: _enqueue_sql(dialect) for dialect in ("sqlite", "postgresql")}
 
 
 def trigger_auto_reload(
-    tx: Tx, policy: ReloadPolicy, *, agency_id: str, balance: int, currency: str
+    tx: SqlTx, policy: ReloadPolicy, *, agency_id: str, balance: int, currency: str
 ) -> str | None:
-    """Create a pending auto-reload attempt if the rule says so; return its id.
+    """Enqueue a pending auto-reload if the wallet is below an active threshold; its id.
 
     Called inside the transaction that changed the balance (or the settings), after the
-    wallet row is locked. The partial unique index is the final word: if another active
-    attempt exists, the insert does nothing.
+    wallet row is locked: one statement, so the debit that crosses the threshold starts the
+    reload in its own commit. Nothing is enqueued while a rail's block holds, and the
+    partial unique index keeps it to one active auto-reload per wallet. Whether and how
+    much to charge is decided when the attempt is claimed (``claim_attempt``), where the
+    rails and the amount are evaluated under the same wallet lock.
     """
-    wallet_id = wallet_id_for(agency_id)
-    if _active_auto_attempt(tx, wallet_id) is not None:
-        return None
-    settings = reload_settings.get_settings(tx, agency_id)
-    decision = evaluate_trigger(
-        tx, policy, agency_id=agency_id, settings=settings, balance=balance, currency=currency
-    )
-    if decision.action == "none":
-        return None
-    assert settings.payment_method_id is not None
     attempt_id = new_id("rld")
-    values: dict[str, Any] = {
-        "id": attempt_id,
-        "agency_id": agency_id,
-        "wallet_id": wallet_id,
-        "trigger": "auto",
-        "status": "pending",
-        "amount": decision.amount,
-        "currency": currency,
-        "payment_method_id": settings.payment_method_id,
-        "idempotency_key": f"refill-reload-{attempt_id}",
-        "created_at": tx.now,
-        "updated_at": tx.now,
-    }
-    if decision.action == "blocked":
-        # One blocked attempt records why; the settings remember the rail until it lifts.
-        values.update(
-            status="blocked",
-            failure_code=decision.rail,
-            failure_message=decision.message,
-            blocked_until=decision.until,
-        )
-        tx.conn.execute(insert(reload_attempts).values(values))
-        reload_settings.set_block(tx, agency_id, decision.rail, decision.until)
-        return None
-    stmt = (
-        _dialect_insert(tx)(reload_attempts)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["wallet_id"], index_where=ACTIVE_AUTO_RELOAD)
-        .returning(reload_attempts.c.id)
+    now = bind_time(tx.dialect, tx.now)
+    row = tx.execute_raw(
+        _ENQUEUE_SQL[tx.dialect],
+        (
+            attempt_id,
+            agency_id,
+            policy.min_reload_amount,
+            currency,
+            f"refill-reload-{attempt_id}",
+            now,
+            now,
+            wallet_id_for(agency_id),
+            balance,
+            now,
+        ),
     )
-    created: str | None = tx.conn.execute(stmt).scalar()
-    if created is not None:
-        tx.new_reload_attempts.append(created)
-    return created
+    if row is None:
+        return None
+    tx.new_reload_attempts.append(attempt_id)
+    return attempt_id
 
 
 def change_settings(
