@@ -19,7 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from refill.db.database import SqlTx, Tx, bind_time
@@ -323,16 +323,19 @@ def set_reload_below(tx: Tx, agency_id: str, level: int | None) -> None:
     )
 
 
+_READ_WALLET = select(accounts.c.balance).where(accounts.c.id == bindparam("wallet_id"))
+# SQLite's BEGIN IMMEDIATE already holds the database's one write lock.
+_LOCK_WALLET = _READ_WALLET.with_for_update()
+
+
 def lock_wallet(tx: Tx, agency_id: str) -> int:
     """Lock the wallet row for the rest of the transaction and return its balance.
 
     Every path that may start a reload locks the wallet first, so the trigger decision and
     the debit that crossed the threshold are serialized on the same row.
     """
-    stmt = select(accounts.c.balance).where(accounts.c.id == wallet_id_for(agency_id))
-    if tx.dialect == "postgresql":
-        stmt = stmt.with_for_update()
-    balance = tx.conn.execute(stmt).scalar()
+    stmt = _LOCK_WALLET if tx.dialect == "postgresql" else _READ_WALLET
+    balance = tx.conn.execute(stmt, {"wallet_id": wallet_id_for(agency_id)}).scalar()
     if balance is None:
         raise NotFound(f"agency {agency_id} has no wallet")
     return int(balance)

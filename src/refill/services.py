@@ -22,7 +22,6 @@ from sqlalchemy.exc import IntegrityError
 from refill import audit, ledger, reload
 from refill.db.database import Database, RawTx, Tx
 from refill.db.schema import (
-    accounts,
     agencies,
     api_keys,
     audit_log,
@@ -195,27 +194,27 @@ def set_agency_timezone(db: Database, *, agency_id: str, timezone: str, actor: s
     return db.write(work)
 
 
+_KEY_LOOKUP = (
+    "SELECT k.id, k.agency_id, k.role, k.subteam_id, a.currency FROM api_keys k "
+    "JOIN agencies a ON a.id = k.agency_id WHERE k.digest = {p} AND k.revoked_at IS NULL"
+)
+
+
 def authenticate(db: Database, secret: str) -> Principal:
+    """The caller behind an API key. On every request, so it is one prepared lookup."""
     if not secret.startswith(KEY_PREFIX):
         raise Unauthenticated("unknown API key")
+    digest = key_digest(secret)
 
-    def work(tx: Tx) -> Principal:
-        row = tx.conn.execute(
-            select(
-                api_keys.c.id,
-                api_keys.c.agency_id,
-                api_keys.c.role,
-                api_keys.c.subteam_id,
-                agencies.c.currency,
-            )
-            .join(agencies, agencies.c.id == api_keys.c.agency_id)
-            .where(api_keys.c.digest == key_digest(secret), api_keys.c.revoked_at.is_(None))
-        ).one_or_none()
+    def work(tx: RawTx) -> Principal:
+        p = "%s" if tx.dialect == "postgresql" else "?"
+        row = tx.execute_raw(_KEY_LOOKUP.format(p=p), (digest,))
         if row is None:
             raise Unauthenticated("unknown API key")
-        return Principal(row.agency_id, row.role, row.subteam_id, row.currency, row.id)
+        key_id, agency_id, role, subteam_id, currency = row
+        return Principal(agency_id, role, subteam_id, currency, key_id)
 
-    return db.read(work)
+    return db.read_raw(work)
 
 
 def create_subteam(db: Database, *, agency_id: str, name: str) -> Subteam:
@@ -490,23 +489,29 @@ class CallAuthorization:
     currency: str
 
 
-def authorize_call(db: Database, *, agency_id: str, subteam_id: str) -> CallAuthorization:
-    """Can this subteam take a call now? Not when the parent wallet has no credits."""
+_AUTHORIZE = (
+    "SELECT a.balance, a.currency FROM subteams s JOIN accounts a ON a.id = s.wallet_id "
+    "WHERE s.id = {p} AND s.agency_id = {p}"
+)
 
-    def work(tx: Tx) -> CallAuthorization:
-        row = tx.conn.execute(
-            select(accounts.c.balance, accounts.c.currency)
-            .join(subteams, subteams.c.wallet_id == accounts.c.id)
-            .where(subteams.c.id == subteam_id, subteams.c.agency_id == agency_id)
-        ).one_or_none()
+
+def authorize_call(db: Database, *, agency_id: str, subteam_id: str) -> CallAuthorization:
+    """Can this subteam take a call now? Not when the parent wallet has no credits.
+
+    Asked before every call, so it is one prepared lookup on the hot lane.
+    """
+
+    def work(tx: RawTx) -> CallAuthorization:
+        p = "%s" if tx.dialect == "postgresql" else "?"
+        row = tx.execute_raw(_AUTHORIZE.format(p=p), (subteam_id, agency_id))
         if row is None:
             raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
-        balance, currency = int(row.balance), row.currency
+        balance, currency = int(row[0]), row[1]
         if balance > 0:
             return CallAuthorization(True, "credits_available", balance, currency)
         return CallAuthorization(False, "no_credits", balance, currency)
 
-    return db.read(work)
+    return db.read_raw(work)
 
 
 # --- reloads and manual credits -----------------------------------------------------------

@@ -152,20 +152,29 @@ def interleaved(
 
 
 class RawPool:
-    """One raw driver connection per baseline client (kept across rounds), from the same
-    engine as Refill's, so both sides use the same driver and settings."""
+    """Baseline connections: checked out of the same engine pool as Refill's for every
+    transaction, as a server shares its pool among request threads. (``dedicated=True``
+    keeps one connection per client instead: the floor without any pool.)"""
 
-    def __init__(self, refill: Refill) -> None:
+    def __init__(self, refill: Refill, *, dedicated: bool = False) -> None:
         self._engine = refill.db.engine
+        self._dedicated = dedicated
         self._conns: dict[int, Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, client: int) -> Any:
-        conn = self._conns.get(client)
-        if conn is None:
-            with self._lock:
-                conn = self._conns.setdefault(client, self._engine.raw_connection())
-        return conn
+    @contextmanager
+    def connection(self, client: int) -> Iterator[Any]:
+        if not self._dedicated:
+            pooled = self._engine.raw_connection()
+            try:
+                yield pooled
+            finally:
+                pooled.close()
+            return
+        with self._lock:
+            if client not in self._conns:
+                self._conns[client] = self._engine.raw_connection()
+        yield self._conns[client]
 
     def close(self) -> None:
         for conn in self._conns.values():
@@ -368,15 +377,16 @@ class Bench:
         def baseline_op(n: int, i: int) -> None:
             agency = baseline_agencies[(n * 7919 + i) % len(baseline_agencies)]
             try:
-                self.sql.record_usage(
-                    self.raw.get(n),
-                    agency_id=agency.agency_id,
-                    wallet_id=agency.wallet_id,
-                    revenue_id=revenue,
-                    subteam_id=agency.subteams[i % len(agency.subteams)],
-                    amount=amount,
-                    reference=f"{tag}-b-{n}-{i}",
-                )
+                with self.raw.connection(n) as conn:
+                    self.sql.record_usage(
+                        conn,
+                        agency_id=agency.agency_id,
+                        wallet_id=agency.wallet_id,
+                        revenue_id=revenue,
+                        subteam_id=agency.subteams[i % len(agency.subteams)],
+                        amount=amount,
+                        reference=f"{tag}-b-{n}-{i}",
+                    )
             except BaselineInsufficient:
                 raise RuntimeError("baseline wallet ran dry") from None
 
@@ -448,9 +458,10 @@ class Bench:
 
         def baseline_op(n: int, i: int) -> None:
             agency = agencies[i % len(agencies)]
-            self.sql.authorize_call(
-                self.raw.get(n), agency_id=agency.agency_id, subteam_id=agency.subteams[0]
-            )
+            with self.raw.connection(n) as conn:
+                self.sql.authorize_call(
+                    conn, agency_id=agency.agency_id, subteam_id=agency.subteams[0]
+                )
 
         mine, theirs = interleaved(
             refill_op, baseline_op, 1, self.config.seconds, self._tick("authorize")
@@ -631,13 +642,14 @@ def fill_history(refill: Refill, agency: BenchAgency, count: int, *, start: int)
             "WITH RECURSIVE n(x) AS (SELECT :first UNION ALL SELECT x + 1 FROM n "
             "WHERE x < :last) SELECT x FROM n"
             if tx.dialect == "sqlite"
-            else "SELECT generate_series(:first, :last) AS x"
+            else "SELECT generate_series(CAST(:first AS BIGINT), CAST(:last AS BIGINT)) AS x"
         )
         tx.conn.execute(
             text(
                 "INSERT INTO transfers (agency_id, debit_account_id, credit_account_id, amount, "
                 "kind, reference, subteam_id, wallet_balance_after, created_at) "
-                f"SELECT :agency, :wallet, :revenue, 1, 'usage', 'h-' || x, :subteam, "
+                f"SELECT :agency, :wallet, :revenue, 1, 'usage', 'h-' || CAST(x AS TEXT), "
+                ":subteam, "
                 f"1, :now FROM ({series}) AS s"
             ),
             {

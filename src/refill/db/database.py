@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -174,6 +175,34 @@ def _configure_sqlite(engine: Engine) -> None:
             raise driver_error(conn.dialect, statement, (), exc) from exc
 
 
+class SqliteWriteGate:
+    """Gives this process's rare write transactions (reloads, settings) priority over the
+    stream of usage debits on SQLite, which has a single writer.
+
+    Without it a reload can be starved: its BEGIN IMMEDIATE keeps finding the lock taken by
+    back-to-back debits, SQLite's busy handler backs off in growing sleeps, and the wallet
+    runs dry while the reload waits. Debits only check an Event before they begin (cheap
+    when open); a priority writer closes it for the length of its transaction.
+    """
+
+    def __init__(self) -> None:
+        self._priority = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
+
+    @contextmanager
+    def priority(self) -> Iterator[None]:
+        with self._priority:
+            self._open.clear()
+            try:
+                yield
+            finally:
+                self._open.set()
+
+    def wait_turn(self) -> None:
+        self._open.wait()
+
+
 class Database:
     def __init__(self, url: str, *, clock: Clock | None = None, pool_size: int = 10) -> None:
         self.url = url
@@ -182,6 +211,7 @@ class Database:
         # Told about each reload attempt a committed transaction created ("instant
         # processing"); set by bootstrap to the reload processor, None means the poller finds it.
         self.on_new_reload_attempt: Callable[[str], None] | None = None
+        self._gate = SqliteWriteGate() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -192,7 +222,8 @@ class Database:
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Tx]:
-        with self.engine.connect() as conn:
+        gate = self._gate.priority() if write and self._gate else nullcontext()
+        with gate, self.engine.connect() as conn:
             if self.dialect == "sqlite" and not write:
                 conn = conn.execution_options(refill_begin="DEFERRED")
             with conn.begin():
@@ -201,6 +232,8 @@ class Database:
     @contextmanager
     def _raw_transaction(self, *, write: bool) -> Iterator[RawTx]:
         dialect = self.engine.dialect
+        if write and self._gate is not None:
+            self._gate.wait_turn()
         dbapi = self.engine.raw_connection()
         try:
             if dialect.name == "sqlite":

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from refill import audit, ledger
@@ -101,22 +101,30 @@ class Decision:
 NOTHING = Decision("none")
 
 
+# Statements of the reload path, built once: constructing them per call cost more than
+# running them, and these transactions hold SQLite's write lock while they run.
+_AGENCY_ZONE = select(agencies.c.timezone).where(agencies.c.id == bindparam("agency_id"))
+_SPENT_SINCE = select(func.count(), func.coalesce(func.sum(reload_attempts.c.amount), 0)).where(
+    reload_attempts.c.wallet_id == bindparam("wallet_id"),
+    reload_attempts.c.trigger == "auto",
+    reload_attempts.c.status.in_(SPENDING_STATUSES),
+    reload_attempts.c.created_at >= bindparam("since"),
+    reload_attempts.c.id != bindparam("exclude"),
+)
+_ATTEMPT_BY_ID = select(reload_attempts).where(reload_attempts.c.id == bindparam("attempt_id"))
+_CARD_TOKEN = select(payment_methods.c.token).where(payment_methods.c.id == bindparam("pm_id"))
+
+
 def _agency_zone(tx: Tx, agency_id: str) -> ZoneInfo:
-    name = tx.conn.execute(select(agencies.c.timezone).where(agencies.c.id == agency_id)).scalar()
+    name = tx.conn.execute(_AGENCY_ZONE, {"agency_id": agency_id}).scalar()
     return ZoneInfo(name or "UTC")
 
 
 def _spent_since(tx: Tx, wallet_id: str, since: datetime, exclude: str | None) -> tuple[int, int]:
     """Count and sum of auto-reloads that spend money, created since ``since``."""
-    stmt = select(func.count(), func.coalesce(func.sum(reload_attempts.c.amount), 0)).where(
-        reload_attempts.c.wallet_id == wallet_id,
-        reload_attempts.c.trigger == "auto",
-        reload_attempts.c.status.in_(SPENDING_STATUSES),
-        reload_attempts.c.created_at >= since,
-    )
-    if exclude is not None:
-        stmt = stmt.where(reload_attempts.c.id != exclude)
-    count, total = tx.conn.execute(stmt).one()
+    count, total = tx.conn.execute(
+        _SPENT_SINCE, {"wallet_id": wallet_id, "since": since, "exclude": exclude or ""}
+    ).one()
     return int(count), int(total)
 
 
@@ -364,22 +372,21 @@ def get_attempt(tx: Tx, agency_id: str, attempt_id: str) -> ReloadAttempt:
 
 
 def _load_attempt(tx: Tx, attempt_id: str) -> ReloadAttempt | None:
-    row = tx.conn.execute(
-        select(reload_attempts).where(reload_attempts.c.id == attempt_id)
-    ).one_or_none()
+    row = tx.conn.execute(_ATTEMPT_BY_ID, {"attempt_id": attempt_id}).one_or_none()
     return None if row is None else attempt_from_row(row._mapping)
 
 
 def _transition(
     tx: Tx, attempt_id: str, *, allowed_from: tuple[str, ...], to: str, **values: Any
-) -> bool:
-    """Move an attempt to ``to`` if it is still in one of ``allowed_from``."""
-    result = tx.conn.execute(
+) -> ReloadAttempt | None:
+    """Move an attempt to ``to`` if it is still in one of ``allowed_from``; the new row."""
+    row = tx.conn.execute(
         update(reload_attempts)
         .where(reload_attempts.c.id == attempt_id, reload_attempts.c.status.in_(allowed_from))
         .values(status=to, updated_at=tx.now, **values)
-    )
-    return result.rowcount == 1
+        .returning(*reload_attempts.c)
+    ).one_or_none()
+    return None if row is None else attempt_from_row(row._mapping)
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,12 +395,8 @@ class ClaimedAttempt:
     token: str
 
 
-def _claimed(tx: Tx, attempt_id: str) -> ClaimedAttempt:
-    attempt = _load_attempt(tx, attempt_id)
-    assert attempt is not None
-    token = tx.conn.execute(
-        select(payment_methods.c.token).where(payment_methods.c.id == attempt.payment_method_id)
-    ).scalar_one()
+def _claimed(tx: Tx, attempt: ReloadAttempt) -> ClaimedAttempt:
+    token = tx.conn.execute(_CARD_TOKEN, {"pm_id": attempt.payment_method_id}).scalar_one()
     return ClaimedAttempt(attempt, token)
 
 
@@ -457,7 +460,7 @@ def claim_attempt(tx: Tx, policy: ReloadPolicy, attempt_id: str) -> ClaimedAttem
         changed = _transition(
             tx, attempt_id, allowed_from=("pending",), to="charging", claimed_at=tx.now
         )
-    return _claimed(tx, attempt_id) if changed else None
+    return _claimed(tx, changed) if changed else None
 
 
 def reclaim_stale_attempt(tx: Tx, attempt_id: str, stale_before: datetime) -> ClaimedAttempt | None:
@@ -466,7 +469,7 @@ def reclaim_stale_attempt(tx: Tx, attempt_id: str, stale_before: datetime) -> Cl
     The reconciler then asks the gateway what became of the charge, and sends it again
     with the same idempotency key only if the gateway has no record of it.
     """
-    result = tx.conn.execute(
+    row = tx.conn.execute(
         update(reload_attempts)
         .where(
             reload_attempts.c.id == attempt_id,
@@ -474,8 +477,9 @@ def reclaim_stale_attempt(tx: Tx, attempt_id: str, stale_before: datetime) -> Cl
             reload_attempts.c.claimed_at < stale_before,
         )
         .values(claimed_at=tx.now, updated_at=tx.now)
-    )
-    return _claimed(tx, attempt_id) if result.rowcount == 1 else None
+        .returning(*reload_attempts.c)
+    ).one_or_none()
+    return None if row is None else _claimed(tx, attempt_from_row(row._mapping))
 
 
 def record_charge_outcome(

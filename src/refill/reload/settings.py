@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from refill import audit, ledger
@@ -100,14 +100,15 @@ def get_payment_method(tx: Tx, agency_id: str, payment_method_id: str) -> Paymen
     return payment_method_from_row(row._mapping)
 
 
+_SETTINGS = select(auto_reload_settings).where(
+    auto_reload_settings.c.wallet_id == bindparam("wallet_id")
+)
+
+
 def get_settings(
     tx: Tx, agency_id: str, *, policy: ReloadPolicy | None = None
 ) -> AutoReloadSettings:
-    row = tx.conn.execute(
-        select(auto_reload_settings).where(
-            auto_reload_settings.c.wallet_id == wallet_id_for(agency_id)
-        )
-    ).one_or_none()
+    row = tx.conn.execute(_SETTINGS, {"wallet_id": wallet_id_for(agency_id)}).one_or_none()
     if row is None:
         defaults = policy or ReloadPolicy()
         return replace(NO_SETTINGS, daily_limit=defaults.default_daily_limit)
