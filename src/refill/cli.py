@@ -216,10 +216,11 @@ def bench(
         f"{report['machine']['cores']} cores, Python {report['machine']['python']}"
     )
     for column in ("scenario", "clients", "Refill", "baseline", "ratio", "target", "met"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("scenario", "ratio", "met"))
     for row in describe(report):
         table.add_row(*row)
-    Console().print(table)
+    # Full width when written to a file or a pipe, so saved results stay readable.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     if json_path is not None:
         write_json(report, json_path)
         console.print(f"figures written to {json_path}")
