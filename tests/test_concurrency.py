@@ -51,17 +51,7 @@ def make_agency(refill: Refill) -> tuple[str, list[str]]:
         db, refill.gateway, agency_id=agency.id, token="pm_card_visa", actor="test"
     )
 
-    def grant(tx: Tx) -> None:
-        ledger.credit_wallet(
-            tx,
-            agency_id=agency.id,
-            source=ledger.SystemAccount.GRANTED_CREDITS,
-            amount=START,
-            kind=ledger.TransferKind.GRANT,
-            reference="start",
-        )
-
-    db.write(grant)
+    services.grant_credits(db, agency_id=agency.id, amount=START, reference="start")
     services.update_auto_reload(
         db,
         refill.policy,

@@ -55,17 +55,7 @@ def setup(db_url: str, tmp_path: Path) -> Iterator[Setup]:
         db, gateway, agency_id=agency.id, token="pm_card_visa", actor="test"
     )
 
-    def grant(tx: Tx) -> None:
-        ledger.credit_wallet(
-            tx,
-            agency_id=agency.id,
-            source=ledger.SystemAccount.GRANTED_CREDITS,
-            amount=25_000_000,
-            kind=ledger.TransferKind.GRANT,
-            reference="start",
-        )
-
-    db.write(grant)
+    services.grant_credits(db, agency_id=agency.id, amount=25_000_000, reference="start")
     services.update_auto_reload(
         db,
         service.policy,

@@ -188,17 +188,7 @@ def test_usage_exactly_equal_to_the_balance_empties_the_wallet(refill: Refill, a
     agency, _ = services.create_agency(db, name="Exact")
     subteam = services.create_subteam(db, agency_id=agency.id, name="s").id
 
-    def grant(tx: Tx) -> None:
-        ledger.credit_wallet(
-            tx,
-            agency_id=agency.id,
-            source=ledger.SystemAccount.GRANTED_CREDITS,
-            amount=amount,
-            kind=ledger.TransferKind.GRANT,
-            reference="g",
-        )
-
-    db.write(grant)
+    services.grant_credits(db, agency_id=agency.id, amount=amount, reference="g")
     services.record_usage(
         db, refill.policy, agency_id=agency.id, subteam_id=subteam, amount=amount, reference="u"
     )

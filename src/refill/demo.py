@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from refill import ledger, services
+from refill import services
 from refill.bootstrap import Refill
-from refill.db.database import Tx
 from refill.db.schema import agencies
 from refill.errors import InsufficientCredits
 from refill.money import format_amount, parse_amount
@@ -56,18 +55,13 @@ def seed_demo(refill: Refill) -> DemoAgency:
         services.create_subteam(db, agency_id=agency.id, name=name).id for name in SUBTEAMS
     )
 
-    def welcome_credit(tx: Tx) -> None:
-        ledger.credit_wallet(
-            tx,
-            agency_id=agency.id,
-            source=ledger.SystemAccount.GRANTED_CREDITS,
-            amount=parse_amount("25.00"),
-            kind=ledger.TransferKind.GRANT,
-            reference="demo-welcome-credit",
-            description="Demo welcome credit",
-        )
-
-    db.write(welcome_credit)
+    services.grant_credits(
+        db,
+        agency_id=agency.id,
+        amount=parse_amount("25.00"),
+        reference="demo-welcome-credit",
+        description="Demo welcome credit",
+    )
     card, _ = services.save_payment_method(
         db, refill.gateway, agency_id=agency.id, token="pm_card_visa", actor="cli"
     )

@@ -412,6 +412,26 @@ def update_auto_reload(
     return get_wallet(db, policy, agency_id=agency_id)
 
 
+def grant_credits(
+    db: Database, *, agency_id: str, amount: int, reference: str, description: str | None = None
+) -> Transfer:
+    """Credits the operator gives (a welcome bonus, goodwill): from the granted-credits
+    account, exactly once per reference, no card involved."""
+
+    def work(tx: Tx) -> Transfer:
+        return ledger.credit_wallet(
+            tx,
+            agency_id=agency_id,
+            source=ledger.SystemAccount.GRANTED_CREDITS,
+            amount=amount,
+            kind=TransferKind.GRANT,
+            reference=reference,
+            description=description,
+        ).transfer
+
+    return db.write(work)
+
+
 # --- usage and calls ----------------------------------------------------------------------
 
 
