@@ -35,5 +35,9 @@ postgres: install
 test: lint postgres
 	$(BIN)/python -m pytest
 
+## make bench: the full benchmark on a fresh SQLite file (REFILL_BENCH_ARGS for more)
+bench: install
+	$(BIN)/refill bench $(REFILL_BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
