@@ -44,9 +44,7 @@ def seed_demo(refill: Refill) -> DemoAgency:
         ).scalar()
     )
     if existing is not None:
-        key = db.write(
-            lambda tx: services._issue_key(tx, agency_id=existing, role="owner", subteam_id=None)
-        )
+        key = services.create_owner_key(db, agency_id=existing)
         subteams = services.list_subteams(db, agency_id=existing)
         return DemoAgency(existing, key.secret, tuple(t.id for t in subteams.data))
 

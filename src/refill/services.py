@@ -249,6 +249,16 @@ def get_subteam(tx: Tx, agency_id: str, subteam_id: str) -> Subteam:
     return _subteam_from_row(row._mapping)
 
 
+def create_owner_key(db: Database, *, agency_id: str) -> IssuedKey:
+    """Another owner key for an agency (shown once), e.g. for an operator's tooling."""
+
+    def work(tx: Tx) -> IssuedKey:
+        _agency(tx, agency_id)
+        return _issue_key(tx, agency_id=agency_id, role="owner", subteam_id=None)
+
+    return db.write(work)
+
+
 def create_subteam_key(db: Database, *, agency_id: str, subteam_id: str) -> IssuedKey:
     def work(tx: Tx) -> IssuedKey:
         get_subteam(tx, agency_id, subteam_id)
