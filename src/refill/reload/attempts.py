@@ -43,7 +43,6 @@ from refill.reload import settings as reload_settings
 from refill.reload.policy import DeclineClass, ReloadPolicy, local_day, local_month
 from refill.reload.settings import AutoReloadSettings, SettingsChange
 
-OPEN_STATUSES = ("pending", "charging", "requires_action")
 # Attempts that spend (or may spend) money: what the daily limit and monthly cap count.
 SPENDING_STATUSES = ("pending", "charging", "requires_action", "succeeded")
 
@@ -68,10 +67,6 @@ class ReloadAttempt:
     blocked_until: datetime | None
     created_at: datetime
     updated_at: datetime
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
 
 
 def attempt_from_row(row: Any) -> ReloadAttempt:
