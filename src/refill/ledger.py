@@ -20,9 +20,8 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from refill.db.database import SqlTx, Tx, bind_time
+from refill.db.database import SqlTx, Tx, bind_time, dialect_insert, prepared
 from refill.db.schema import accounts, transfers
 from refill.errors import InsufficientCredits, NotFound
 from refill.ids import system_account_id, wallet_id_for
@@ -108,42 +107,23 @@ def ensure_system_accounts(tx: Tx, currency: str) -> None:
         }
         for kind in SystemAccount
     ]
-    dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
-    tx.conn.execute(dialect_insert(accounts).values(rows).on_conflict_do_nothing())
+    tx.conn.execute(dialect_insert(tx)(accounts).values(rows).on_conflict_do_nothing())
 
 
-@dataclass(frozen=True, slots=True)
-class _PostingSQL:
-    """The two statements of every posting, as prepared SQL for one driver.
-
-    They run on the transaction's own DBAPI cursor: building SQLAlchemy expressions per
-    call cost four times the database work (see the benchmark notes in the README).
-    """
-
-    move: str
-    insert: str
-    balance: str
-
-
-def _posting_sql(dialect: str) -> _PostingSQL:
-    p = "%s" if dialect == "postgresql" else "?"
-    return _PostingSQL(
-        move=(
-            f"UPDATE accounts SET balance = balance + {p} "
-            f"WHERE id = {p} AND balance + {p} >= 0 "
-            "RETURNING balance, currency, reload_below"
-        ),
-        insert=(
-            "INSERT INTO transfers (agency_id, debit_account_id, credit_account_id, amount, "
-            "kind, reference, subteam_id, description, metadata, wallet_balance_after, "
-            f"created_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) "
-            "ON CONFLICT (agency_id, kind, reference) DO NOTHING RETURNING id"
-        ),
-        balance=f"SELECT balance, currency FROM accounts WHERE id = {p}",
-    )
-
-
-_POSTING_SQL = {dialect: _posting_sql(dialect) for dialect in ("sqlite", "postgresql")}
+# The two statements of every posting, as prepared SQL run on the transaction's own cursor:
+# building SQLAlchemy expressions per call cost four times the database work (see the
+# benchmark notes in the README).
+_MOVE = prepared(
+    "UPDATE accounts SET balance = balance + {p} WHERE id = {p} AND balance + {p} >= 0 "
+    "RETURNING balance, currency, reload_below"
+)
+_INSERT_TRANSFER = prepared(
+    "INSERT INTO transfers (agency_id, debit_account_id, credit_account_id, amount, kind, "
+    "reference, subteam_id, description, metadata, wallet_balance_after, created_at) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) "
+    "ON CONFLICT (agency_id, kind, reference) DO NOTHING RETURNING id"
+)
+_BALANCE = prepared("SELECT balance, currency FROM accounts WHERE id = {p}")
 
 
 def _post(
@@ -165,9 +145,8 @@ def _post(
     DuplicateReference when the reference is taken; the caller's transaction must then
     roll back, since the balance was already changed.
     """
-    sql = _POSTING_SQL[tx.dialect]
     wallet_id = wallet_id_for(agency_id)
-    row = tx.execute_raw(sql.move, (delta, wallet_id, delta))
+    row = tx.execute_raw(_MOVE[tx.dialect], (delta, wallet_id, delta))
     if row is None:
         return None
     balance, currency, reload_below = row
@@ -175,7 +154,7 @@ def _post(
     debit, credit = (wallet_id, other) if delta < 0 else (other, wallet_id)
     encoded = json.dumps(metadata, sort_keys=True) if metadata else None
     inserted = tx.execute_raw(
-        sql.insert,
+        _INSERT_TRANSFER[tx.dialect],
         (
             agency_id,
             debit,
@@ -240,7 +219,7 @@ def debit_wallet(
     )
     if posted is not None:
         return posted
-    wallet = tx.execute_raw(_POSTING_SQL[tx.dialect].balance, (wallet_id_for(agency_id),))
+    wallet = tx.execute_raw(_BALANCE[tx.dialect], (wallet_id_for(agency_id),))
     if wallet is None:
         raise NotFound(f"agency {agency_id} has no wallet")
     raise InsufficientCredits(

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Select, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from refill import audit, ledger, reload
-from refill.db.database import Database, RawTx, Tx
+from refill.db.database import Database, RawTx, Tx, prepared
 from refill.db.schema import (
     agencies,
     api_keys,
@@ -194,7 +194,7 @@ def set_agency_timezone(db: Database, *, agency_id: str, timezone: str, actor: s
     return db.write(work)
 
 
-_KEY_LOOKUP = (
+_KEY_LOOKUP = prepared(
     "SELECT k.id, k.agency_id, k.role, k.subteam_id, a.currency FROM api_keys k "
     "JOIN agencies a ON a.id = k.agency_id WHERE k.digest = {p} AND k.revoked_at IS NULL"
 )
@@ -207,8 +207,7 @@ def authenticate(db: Database, secret: str) -> Principal:
     digest = key_digest(secret)
 
     def work(tx: RawTx) -> Principal:
-        p = "%s" if tx.dialect == "postgresql" else "?"
-        row = tx.execute_raw(_KEY_LOOKUP.format(p=p), (digest,))
+        row = tx.execute_raw(_KEY_LOOKUP[tx.dialect], (digest,))
         if row is None:
             raise Unauthenticated("unknown API key")
         key_id, agency_id, role, subteam_id, currency = row
@@ -519,7 +518,7 @@ class CallAuthorization:
     currency: str
 
 
-_AUTHORIZE = (
+_AUTHORIZE = prepared(
     "SELECT a.balance, a.currency FROM subteams s JOIN accounts a ON a.id = s.wallet_id "
     "WHERE s.id = {p} AND s.agency_id = {p}"
 )
@@ -532,8 +531,7 @@ def authorize_call(db: Database, *, agency_id: str, subteam_id: str) -> CallAuth
     """
 
     def work(tx: RawTx) -> CallAuthorization:
-        p = "%s" if tx.dialect == "postgresql" else "?"
-        row = tx.execute_raw(_AUTHORIZE.format(p=p), (subteam_id, agency_id))
+        row = tx.execute_raw(_AUTHORIZE[tx.dialect], (subteam_id, agency_id))
         if row is None:
             raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
         balance, currency = int(row[0]), row[1]

@@ -4,7 +4,8 @@
 commit. When the database refuses the transaction because of its own locking (SQLite's
 ``database is locked``, PostgreSQL's serialization failures and deadlocks, a dropped
 connection), the whole unit of work is run again from the start, so callers never see
-those errors. Work registered with ``tx.after_commit`` runs only once the commit is durable.
+those errors. Reload attempts a transaction created are handed to ``on_new_reload_attempt``
+only once the commit is durable.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from refill.clock import Clock, SystemClock
@@ -53,6 +55,16 @@ def _execute_on(
         cursor.close()
 
 
+def dialect_insert(tx: Tx) -> Any:
+    """``insert`` of this transaction's dialect, which supports ``ON CONFLICT``."""
+    return postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
+
+
+def prepared(template: str) -> dict[str, str]:
+    """Prepared SQL for each driver, from a template with ``{p}`` for every parameter."""
+    return {"sqlite": template.format(p="?"), "postgresql": template.format(p="%s")}
+
+
 def bind_time(dialect: str, moment: datetime) -> Any:
     """An aware datetime as raw SQL binds it: SQLite gets the text SQLAlchemy's DateTime
     type writes (and compares correctly as text), PostgreSQL a timestamptz."""
@@ -75,20 +87,16 @@ class SqlTx(Protocol):
 
 @dataclass
 class Tx:
-    """One transaction: its connection, its time, and what to do after it commits."""
+    """One transaction: its connection, its time, and the reload attempts it created."""
 
     conn: Connection
     now: datetime
-    _after_commit: list[Callable[[], None]] = field(default_factory=list)
     # Reload attempts created by this transaction, handed to the processor after commit.
     new_reload_attempts: list[str] = field(default_factory=list)
 
     @property
     def dialect(self) -> str:
         return self.conn.dialect.name
-
-    def after_commit(self, fn: Callable[[], None]) -> None:
-        self._after_commit.append(fn)
 
     def execute_raw(self, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """Run prepared SQL on this transaction's DBAPI cursor; return the first row.
@@ -109,7 +117,6 @@ class RawTx:
     dbapi: Any
     sa_dialect: Dialect
     now: datetime
-    _after_commit: list[Callable[[], None]] = field(default_factory=list)
     new_reload_attempts: list[str] = field(default_factory=list)
 
     @property
@@ -265,21 +272,20 @@ class Database:
                 log.debug("retrying transaction after %s (attempt %d)", exc.orig, attempt)
                 time.sleep(delay)
                 continue
-            self._after_commit(tx)
+            self._announce_new_attempts(tx)
             return result
         raise AssertionError("unreachable")
 
-    def _after_commit(self, tx: Tx | RawTx) -> None:
-        hooks = list(tx._after_commit)
+    def _announce_new_attempts(self, tx: Tx | RawTx) -> None:
         listener = self.on_new_reload_attempt
-        if listener is not None:
-            hooks += [partial(listener, attempt_id) for attempt_id in tx.new_reload_attempts]
-        for fn in hooks:
+        if listener is None:
+            return
+        for attempt_id in tx.new_reload_attempts:
             try:
-                fn()
+                listener(attempt_id)
             except Exception:
-                # The commit stands; whatever the hook missed, the poller picks up.
-                log.exception("after-commit hook failed")
+                # The commit stands; whatever the listener missed, the poller picks up.
+                log.exception("processing reload %s after commit failed", attempt_id)
 
     def write(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in a write transaction, retrying on the database's own lock errors."""

@@ -25,10 +25,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from refill import audit, ledger
-from refill.db.database import SqlTx, Tx, bind_time
+from refill.db.database import SqlTx, Tx, bind_time, prepared
 from refill.db.schema import (
     ACTIVE_AUTO_RELOAD,
     agencies,
@@ -73,10 +72,6 @@ def attempt_from_row(row: Any) -> ReloadAttempt:
     values = {f: row[f] for f in ReloadAttempt.__slots__}
     values["next_action"] = json.loads(row["next_action"]) if row["next_action"] else None
     return ReloadAttempt(**values)
-
-
-def _dialect_insert(tx: Tx) -> Any:
-    return postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
 
 
 # --- the trigger rule and the rails -------------------------------------------------------
@@ -176,23 +171,18 @@ def evaluate_trigger(
     return Decision("reload", amount)
 
 
-def _enqueue_sql(dialect: str) -> str:
-    p = "%s" if dialect == "postgresql" else "?"
-    return (
-        "INSERT INTO reload_attempts (id, agency_id, wallet_id, trigger, status, amount, "
-        "currency, payment_method_id, idempotency_key, created_at, updated_at) "
-        f"SELECT {p}, {p}, s.wallet_id, 'auto', 'pending', COALESCE(s.reload_amount, {p}), "
-        f"{p}, s.payment_method_id, {p}, {p}, {p} "
-        "FROM auto_reload_settings s "
-        f"WHERE s.wallet_id = {p} AND s.status = 'active' AND s.payment_method_id IS NOT NULL "
-        f"AND s.threshold > {p} AND (s.blocked_until IS NULL OR s.blocked_until <= {p}) "
-        # The partial unique index decides: a second active auto-reload is never written.
-        f"ON CONFLICT (wallet_id) WHERE {ACTIVE_AUTO_RELOAD.text} DO NOTHING "
-        "RETURNING id"
-    )
-
-
-_ENQUEUE_SQL = {dialect: _enqueue_sql(dialect) for dialect in ("sqlite", "postgresql")}
+_ENQUEUE = prepared(
+    "INSERT INTO reload_attempts (id, agency_id, wallet_id, trigger, status, amount, "
+    "currency, payment_method_id, idempotency_key, created_at, updated_at) "
+    "SELECT {p}, {p}, s.wallet_id, 'auto', 'pending', COALESCE(s.reload_amount, {p}), "
+    "{p}, s.payment_method_id, {p}, {p}, {p} "
+    "FROM auto_reload_settings s "
+    "WHERE s.wallet_id = {p} AND s.status = 'active' AND s.payment_method_id IS NOT NULL "
+    "AND s.threshold > {p} AND (s.blocked_until IS NULL OR s.blocked_until <= {p}) "
+    # The partial unique index decides: a second active auto-reload is never written.
+    "ON CONFLICT (wallet_id) WHERE " + ACTIVE_AUTO_RELOAD.text + " DO NOTHING "
+    "RETURNING id"
+)
 
 
 def trigger_auto_reload(
@@ -210,7 +200,7 @@ def trigger_auto_reload(
     attempt_id = new_id("rld")
     now = bind_time(tx.dialect, tx.now)
     row = tx.execute_raw(
-        _ENQUEUE_SQL[tx.dialect],
+        _ENQUEUE[tx.dialect],
         (
             attempt_id,
             agency_id,

@@ -12,10 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from refill import audit, ledger
-from refill.db.database import Tx
+from refill.db.database import Tx, dialect_insert
 from refill.db.schema import accounts, auto_reload_settings, payment_methods
 from refill.errors import InvalidSettings, NotFound
 from refill.ids import wallet_id_for
@@ -226,8 +225,9 @@ def merge_change(current: AutoReloadSettings, change: SettingsChange) -> AutoRel
 
 def write_settings(tx: Tx, agency_id: str, settings: AutoReloadSettings) -> None:
     values = {**asdict(settings), "updated_at": tx.now}
-    dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
-    stmt = dialect_insert(auto_reload_settings).values(wallet_id=wallet_id_for(agency_id), **values)
+    stmt = dialect_insert(tx)(auto_reload_settings).values(
+        wallet_id=wallet_id_for(agency_id), **values
+    )
     tx.conn.execute(stmt.on_conflict_do_update(index_elements=["wallet_id"], set_=values))
     active = settings.status == "active"
     ledger.set_reload_below(tx, agency_id, settings.threshold if active else None)
