@@ -292,38 +292,30 @@ def save_payment_method(
                 payment_methods.c.token == card.token,
             )
         ).one_or_none()
-        if row is not None:
-            if row.removed_at is None:
-                return reload.payment_method_from_row(row._mapping), False
+        if row is not None and row.removed_at is None:
+            return reload.payment_method_from_row(row._mapping), False
+        if row is not None:  # saved before, then removed: bring it back
+            pm_id = row.id
             tx.conn.execute(
                 update(payment_methods)
-                .where(payment_methods.c.id == row.id)
+                .where(payment_methods.c.id == pm_id)
                 .values(removed_at=None, exp_month=card.exp_month, exp_year=card.exp_year)
             )
-            restored = reload.get_payment_method(tx, agency_id, row.id)
-            audit.record(
-                tx,
-                agency_id=agency_id,
-                actor=actor,
-                action="payment_method.added",
-                target_id=restored.id,
-                after=_card_snapshot(restored),
+        else:
+            pm_id = new_id("pay")
+            tx.conn.execute(
+                insert(payment_methods).values(
+                    id=pm_id,
+                    agency_id=agency_id,
+                    gateway=gateway.name,
+                    token=card.token,
+                    brand=card.brand,
+                    last4=card.last4,
+                    exp_month=card.exp_month,
+                    exp_year=card.exp_year,
+                    created_at=tx.now,
+                )
             )
-            return restored, True
-        pm_id = new_id("pay")
-        tx.conn.execute(
-            insert(payment_methods).values(
-                id=pm_id,
-                agency_id=agency_id,
-                gateway=gateway.name,
-                token=card.token,
-                brand=card.brand,
-                last4=card.last4,
-                exp_month=card.exp_month,
-                exp_year=card.exp_year,
-                created_at=tx.now,
-            )
-        )
         saved = reload.get_payment_method(tx, agency_id, pm_id)
         audit.record(
             tx,
