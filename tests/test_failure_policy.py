@@ -376,3 +376,26 @@ def test_a_suspension_is_audited_as_the_systems_doing(world: World) -> None:
     assert latest["action"] == "auto_reload.suspended" and latest["actor"] == "system"
     assert latest["before"]["status"] == "active"
     assert latest["after"]["status"] == "suspended"
+
+
+def test_a_stuck_charge_is_reported_once_not_on_every_poller_pass(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    from refill import reload
+
+    world.top_up("25.00")
+    world.refill.db.on_new_reload_attempt = None  # the charge will never get an answer
+    enable(world, "pm_card_visa")
+    world.use("6.00")
+    (attempt,) = world.auto_reloads()
+    assert world.refill.db.write(
+        lambda tx: reload.claim_attempt(tx, world.refill.policy, attempt["id"])
+    )
+    world.refill.processor.stale_charging_after = timedelta(days=30)  # no reconcile here
+    with caplog.at_level("ERROR", logger="refill.worker"):
+        world.run_worker(timedelta(minutes=31))
+        world.run_worker(timedelta(seconds=2))
+        world.run_worker(timedelta(seconds=2))
+    reports = [r for r in caplog.records if attempt["id"] in r.getMessage()]
+    assert len(reports) == 1
+    assert "has been charging since" in reports[0].getMessage()

@@ -42,6 +42,7 @@ class ReloadProcessor:
         self.pending_grace = pending_grace
         self.stale_charging_after = stale_charging_after
         self.stuck_after = stuck_after
+        self._reported_stuck: set[str] = set()
 
     def process(self, attempt_id: str) -> ReloadAttempt | None:
         """Run one pending attempt to its outcome. None if someone else has it."""
@@ -144,11 +145,14 @@ class ReloadProcessor:
         return done
 
     def report_stuck(self, now: datetime) -> list[ReloadAttempt]:
-        """Charges unresolved for longer than ``stuck_after``: logged for an operator."""
+        """Charges unresolved for longer than ``stuck_after``: logged for an operator once
+        each (the poller runs every few seconds), and listed by ``refill reloads stuck``."""
         stuck = self.db.read(
             lambda tx: reload.stuck_attempts(tx, charging_since=now - self.stuck_after)
         )
         for attempt in stuck:
+            if attempt.id in self._reported_stuck:
+                continue
             log.error(
                 "reload %s (agency %s, %s) has been charging since %s: the gateway has not "
                 "given an outcome; check it at the gateway",
@@ -157,6 +161,7 @@ class ReloadProcessor:
                 Money(attempt.amount, attempt.currency),
                 attempt.created_at.isoformat(),
             )
+        self._reported_stuck = {attempt.id for attempt in stuck}
         return stuck
 
 
