@@ -72,6 +72,8 @@ agencies = Table(
     Column("name", String(200), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("timezone", String(64), nullable=False, server_default="UTC"),
+    # The agency's Customer at Stripe, created the first time it saves a card there.
+    Column("stripe_customer_id", String(255), nullable=True, unique=True),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
@@ -299,3 +301,16 @@ audit_log = Table(
     Column("created_at", UTCDateTime(), nullable=False),
 )
 Index("ix_audit_log_agency_newest", audit_log.c.agency_id, audit_log.c.id)
+
+# Webhook events already handled, by the gateway's event id: a replayed or re-sent event
+# is acknowledged and does nothing.
+gateway_events = Table(
+    "gateway_events",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("gateway", String(16), nullable=False),
+    Column("type", String(64), nullable=False),
+    # The object it was about (a PaymentIntent or PaymentMethod id), for an operator.
+    Column("object_id", String(255), nullable=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+)
