@@ -25,6 +25,8 @@ from refill.db.migrate import upgrade
 from refill.db.schema import metadata
 from refill.gateway.sandbox import SandboxGateway
 from tests.doubles import RecordingGateway
+from tests.stripe_peer import LocalStripe
+from tests.test_e2e_serve import start_server  # noqa: F401  (a fixture for every e2e module)
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ENGINES = ["sqlite", "postgresql"]
@@ -90,6 +92,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("pg_url")
     _truncate_postgres(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def localstripe() -> Iterator[LocalStripe]:
+    """The Stripe emulator, one process for the whole run (it cannot run twice at once)."""
+    peer = LocalStripe()
+    yield peer
+    peer.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from refill.gateway.base import (
     CardDetails,
+    CardSetup,
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
@@ -32,8 +33,19 @@ class RecordingGateway:
     def name(self) -> str:
         return self.inner.name
 
-    def describe_payment_method(self, agency_id: str, token: str) -> CardDetails:
-        return self.inner.describe_payment_method(agency_id, token)
+    def create_customer(self, agency_id: str, name: str) -> str | None:
+        return self.inner.create_customer(agency_id, name)
+
+    def describe_payment_method(
+        self, agency_id: str, token: str, customer: str | None = None
+    ) -> CardDetails:
+        return self.inner.describe_payment_method(agency_id, token, customer)
+
+    def forget_payment_method(self, token: str) -> None:
+        self.inner.forget_payment_method(token)
+
+    def begin_card_setup(self, customer: str | None) -> CardSetup | None:
+        return self.inner.begin_card_setup(customer)
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         result = self.inner.charge(request)
@@ -53,7 +65,7 @@ class GatewayTimeout(Exception):
     """The answer from the gateway never arrived."""
 
 
-class FaultyGateway:
+class FaultyGateway(SandboxGateway):
     """A stateful stand-in for a card processor, with faults on command.
 
     Its "bank" is a SQLite file, so several processes (and a reconciler started after a
@@ -85,6 +97,7 @@ class FaultyGateway:
         self.hang_seconds = hang_seconds
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        super().__init__()
         self._sandbox = SandboxGateway()
         with closing(self._connect()) as conn:
             conn.execute(
@@ -105,9 +118,6 @@ class FaultyGateway:
                 return "ok"
             faults, weights = zip(*self.weights.items(), strict=True)
             return self._rng.choices(faults, weights)[0]
-
-    def describe_payment_method(self, agency_id: str, token: str) -> CardDetails:
-        return self._sandbox.describe_payment_method(agency_id, token)
 
     def _stored(self, conn: sqlite3.Connection, key: str) -> ChargeResult | None:
         row = conn.execute(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
 from refill.clock import Clock, SystemClock
 from refill.config import Settings
 from refill.db.database import Database
-from refill.gateway.base import PaymentGateway
+from refill.gateway.base import PaymentGateway, WebhookVerifier
 from refill.gateway.sandbox import SandboxGateway
+from refill.gateway.stripe import StripeGateway
 from refill.reload import ReloadPolicy
 from refill.worker import BackgroundWorker, ReloadProcessor
+
+log = logging.getLogger("refill")
 
 
 @dataclass
@@ -22,6 +26,8 @@ class Refill:
     policy: ReloadPolicy
     processor: ReloadProcessor
     worker: BackgroundWorker | None
+    # Verifies /v1/webhooks/stripe; None when Stripe is not the gateway.
+    webhooks: WebhookVerifier | None = None
 
     def close(self) -> None:
         if self.worker is not None:
@@ -29,17 +35,41 @@ class Refill:
         self.db.dispose()
 
 
+def gateway_from_settings(settings: Settings, clock: Clock) -> SandboxGateway | StripeGateway:
+    if settings.gateway == "stripe":
+        assert settings.stripe_api_key is not None  # Settings checks it
+        secret = settings.stripe_webhook_secret
+        if secret is None:
+            log.warning(
+                "REFILL_STRIPE_WEBHOOK_SECRET is not set: /v1/webhooks/stripe refuses events, "
+                "and reloads that need the owner's authentication are not finished by Stripe"
+            )
+        return StripeGateway(
+            settings.stripe_api_key.get_secret_value(),
+            publishable_key=settings.stripe_publishable_key,
+            webhook_secret=secret.get_secret_value() if secret else None,
+            webhook_tolerance_seconds=settings.stripe_webhook_tolerance_seconds,
+            api_base=settings.stripe_api_base,
+        )
+    return SandboxGateway(clock)
+
+
 def build(
     settings: Settings,
     *,
     gateway: PaymentGateway | None = None,
+    webhooks: WebhookVerifier | None = None,
     clock: Clock | None = None,
     in_process_worker: bool = True,
 ) -> Refill:
     """Build the service. With ``in_process_worker`` attempts run right after commit."""
     clock = clock or SystemClock()
     db = Database(settings.database_url, clock=clock)
-    gateway = gateway or SandboxGateway(clock)
+    if gateway is None:
+        configured = gateway_from_settings(settings, clock)
+        gateway = configured
+        if webhooks is None and isinstance(configured, StripeGateway):
+            webhooks = configured
     policy = settings.reload_policy()
     processor = ReloadProcessor(
         db,
@@ -54,4 +84,4 @@ def build(
             processor, threads=settings.reload_threads, poll_interval=settings.poll_interval_seconds
         )
         db.on_new_reload_attempt = worker.submit
-    return Refill(settings, db, gateway, policy, processor, worker)
+    return Refill(settings, db, gateway, policy, processor, worker, webhooks)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.exc import OperationalError
 
@@ -49,9 +50,22 @@ def _unreachable(url: str, exc: OperationalError) -> typer.Exit:
     return _fail(f"cannot reach the database at {_safe_url(url)}: {exc.orig}")
 
 
+def _settings() -> Settings:
+    """REFILL_* settings, or a clear message and exit 1 when they are wrong."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'REFILL_' + str(err['loc'][0]).upper() + ': ' if err['loc'] else ''}"
+            f"{err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise _fail(f"invalid configuration: {problems}") from None
+
+
 def _open(*, worker: bool = False) -> Refill:
     """Build the service on REFILL_DATABASE_URL, refusing a database that is behind."""
-    settings = Settings()
+    settings = _settings()
     refill = build(settings, in_process_worker=worker)
     try:
         check_up_to_date(refill.db.engine)
@@ -67,7 +81,7 @@ def _open(*, worker: bool = False) -> Refill:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the migrations to REFILL_DATABASE_URL (default: sqlite:///refill.db)."""
-    settings = Settings()
+    settings = _settings()
     engine = create_db_engine(settings.database_url)
     try:
         upgrade(engine)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from refill.money import parse_amount
@@ -16,7 +16,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REFILL_", extra="ignore")
 
     database_url: str = "sqlite:///refill.db"
-    gateway: Literal["sandbox"] = "sandbox"
+    # sandbox: built-in test cards, no network. stripe: real cards through Stripe.
+    gateway: Literal["sandbox", "stripe"] = "sandbox"
+    # Stripe's secret key (sk_live_… / sk_test_…); required with REFILL_GATEWAY=stripe.
+    stripe_api_key: SecretStr | None = None
+    # The endpoint secret (whsec_…) that signs webhooks to /v1/webhooks/stripe.
+    stripe_webhook_secret: SecretStr | None = None
+    # pk_… for Stripe.js on the billing page (adding a card with a SetupIntent).
+    stripe_publishable_key: str | None = None
+    # Another API address: only for tests and emulators (localstripe).
+    stripe_api_base: str | None = None
+    stripe_webhook_tolerance_seconds: int = 300
     min_reload_amount: str = "5.00"
     max_reload_amount: str = "10000.00"
     # How often the poller looks for attempts left behind by a crash.
@@ -32,6 +42,17 @@ class Settings(BaseSettings):
     default_daily_limit: int = 10
     # Adds the benchmark's bare baseline route (`refill bench` only; never in production).
     bench_routes: bool = False
+
+    @model_validator(mode="after")
+    def _gateway_configured(self) -> Settings:
+        if self.gateway == "stripe" and not (
+            self.stripe_api_key and self.stripe_api_key.get_secret_value().strip()
+        ):
+            raise ValueError(
+                "REFILL_GATEWAY=stripe needs REFILL_STRIPE_API_KEY (Stripe's secret key, "
+                "sk_live_… or sk_test_…)"
+            )
+        return self
 
     @field_validator("min_reload_amount", "max_reload_amount")
     @classmethod

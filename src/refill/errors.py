@@ -84,3 +84,19 @@ class PaymentFailed(RefillError):
 
 class InvalidPaymentMethod(ValidationFailed):
     code = "invalid_payment_method"
+
+
+class InvalidWebhook(RefillError):
+    """A webhook whose signature, timestamp or body does not check out: nothing is done."""
+
+    code = "invalid_webhook"
+    status = 400
+    title = "Webhook rejected"
+
+
+class GatewayUnavailable(RefillError):
+    """The payment gateway did not answer (network, 5xx) or is not configured."""
+
+    code = "gateway_unavailable"
+    status = 503
+    title = "Payment gateway unavailable"

@@ -39,7 +39,7 @@ from refill.errors import (
     Unauthenticated,
     ValidationFailed,
 )
-from refill.gateway.base import PaymentGateway
+from refill.gateway.base import CardSetup, PaymentGateway
 from refill.ids import new_id, wallet_id_for
 from refill.ledger import DuplicateReference, Transfer, TransferKind
 from refill.money import check_currency
@@ -63,6 +63,8 @@ class Agency:
     currency: str
     timezone: str
     created_at: datetime
+    # The agency's Customer at Stripe, once it saved a card there.
+    stripe_customer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +157,9 @@ def _agency(tx: Tx, agency_id: str) -> Agency:
     if row is None:
         raise NotFound(f"agency {agency_id} not found")
     m = row._mapping
-    return Agency(m["id"], m["name"], m["currency"], m["timezone"], m["created_at"])
+    return Agency(
+        m["id"], m["name"], m["currency"], m["timezone"], m["created_at"], m["stripe_customer_id"]
+    )
 
 
 def get_agency(db: Database, agency_id: str) -> Agency:
@@ -282,7 +286,9 @@ def save_payment_method(
     db: Database, gateway: PaymentGateway, *, agency_id: str, token: str, actor: str
 ) -> tuple[PaymentMethod, bool]:
     """Save a gateway token for the agency. Saving the same token again returns it."""
-    card = gateway.describe_payment_method(agency_id, token)  # network: outside any transaction
+    # Network calls, outside any transaction.
+    customer = gateway_customer(db, gateway, agency_id=agency_id)
+    card = gateway.describe_payment_method(agency_id, token, customer)
 
     def work(tx: Tx) -> tuple[PaymentMethod, bool]:
         row = tx.conn.execute(
@@ -330,10 +336,46 @@ def save_payment_method(
     return db.write(work)
 
 
+def gateway_customer(db: Database, gateway: PaymentGateway, *, agency_id: str) -> str | None:
+    """The agency's customer at the gateway, created the first time it is needed."""
+    agency = get_agency(db, agency_id)
+    if agency.stripe_customer_id is not None:
+        return agency.stripe_customer_id
+    created = gateway.create_customer(agency_id, agency.name)  # network: no transaction open
+    if created is None:
+        return None  # a gateway without customers (the sandbox)
+
+    def store(tx: Tx) -> str | None:
+        # Two first cards at once: the gateway made one customer (same idempotency key);
+        # whoever stores second keeps what the first stored.
+        tx.conn.execute(
+            update(agencies)
+            .where(agencies.c.id == agency_id, agencies.c.stripe_customer_id.is_(None))
+            .values(stripe_customer_id=created)
+        )
+        return _agency(tx, agency_id).stripe_customer_id
+
+    return db.write(store)
+
+
+def begin_card_setup(db: Database, gateway: PaymentGateway, *, agency_id: str) -> CardSetup | None:
+    """Start adding a card in the browser (Stripe: a SetupIntent for Stripe.js); None for a
+    gateway that takes test tokens instead (the sandbox)."""
+    customer = gateway_customer(db, gateway, agency_id=agency_id)
+    return gateway.begin_card_setup(customer)
+
+
 def remove_payment_method(
-    db: Database, *, agency_id: str, payment_method_id: str, actor: str
+    db: Database,
+    *,
+    agency_id: str,
+    payment_method_id: str,
+    actor: str,
+    gateway: PaymentGateway | None = None,
 ) -> None:
-    def work(tx: Tx) -> None:
+    """Remove a card, then detach it at ``gateway`` (None: the gateway already did)."""
+
+    def work(tx: Tx) -> PaymentMethod:
         card = reload.get_payment_method(tx, agency_id, payment_method_id)
         in_use = tx.conn.execute(
             select(auto_reload_settings.c.wallet_id).where(
@@ -361,8 +403,11 @@ def remove_payment_method(
             target_id=card.id,
             before=_card_snapshot(card),
         )
+        return card
 
-    db.write(work)
+    card = db.write(work)
+    if gateway is not None and card.gateway == gateway.name:
+        gateway.forget_payment_method(card.token)
 
 
 # --- wallet and auto-reload ---------------------------------------------------------------

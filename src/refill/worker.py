@@ -17,6 +17,7 @@ from functools import partial
 from refill import reload
 from refill.db.database import Database
 from refill.gateway.base import ChargeRequest, ChargeResult, ChargeStatus, PaymentGateway
+from refill.ids import wallet_id_for
 from refill.money import Money, to_minor_units
 from refill.reload import ClaimedAttempt, ReloadAttempt, ReloadPolicy
 
@@ -61,9 +62,11 @@ class ReloadProcessor:
             idempotency_key=attempt.idempotency_key,
             metadata={
                 "refill_agency_id": attempt.agency_id,
+                "refill_wallet_id": wallet_id_for(attempt.agency_id),
                 "refill_reload_id": attempt.id,
                 "refill_trigger": attempt.trigger,
             },
+            customer=claimed.customer,
         )
 
     def _charge_and_record(

@@ -13,10 +13,10 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from refill import services
+from refill import services, webhooks
 from refill.api import schemas as s
 from refill.bootstrap import Refill
-from refill.errors import Forbidden, PaymentFailed, RefillError, Unauthenticated
+from refill.errors import Forbidden, NotFound, PaymentFailed, RefillError, Unauthenticated
 from refill.money import parse_amount
 from refill.reload import UNSET, SettingsChange
 from refill.services import Principal
@@ -142,6 +142,20 @@ def create_app(refill: Refill) -> FastAPI:
             return problem(503, "database_unavailable", "Not ready", "the database does not answer")
         return JSONResponse({"status": "ready"})
 
+    @app.post("/v1/webhooks/stripe")
+    async def stripe_webhook(request: Request) -> dict[str, str]:
+        """Stripe's events, verified by their signature (no API key: Stripe sends them)."""
+        if refill.webhooks is None:
+            raise NotFound(
+                "Stripe webhooks are not enabled here (REFILL_GATEWAY is not stripe)",
+                code="webhooks_not_enabled",
+            )
+        event = refill.webhooks.parse_webhook(
+            await request.body(), request.headers.get("Stripe-Signature")
+        )
+        outcome = await run_in_threadpool(webhooks.handle_stripe_event, db, refill.policy, event)
+        return {"received": event.id, "outcome": outcome}
+
     @app.post("/v1/subteams", status_code=201)
     def create_subteam(body: s.SubteamCreate, p: Owner) -> s.SubteamOut:
         return s.SubteamOut.of(services.create_subteam(db, agency_id=p.agency_id, name=body.name))
@@ -184,7 +198,11 @@ def create_app(refill: Refill) -> FastAPI:
     @app.delete("/v1/payment-methods/{payment_method_id}", status_code=204)
     def remove_payment_method(payment_method_id: str, p: Owner) -> Response:
         services.remove_payment_method(
-            db, agency_id=p.agency_id, payment_method_id=payment_method_id, actor=p.actor
+            db,
+            agency_id=p.agency_id,
+            payment_method_id=payment_method_id,
+            actor=p.actor,
+            gateway=refill.gateway,
         )
         return Response(status_code=204)
 

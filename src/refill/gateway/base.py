@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class ChargeStatus(StrEnum):
@@ -38,6 +38,8 @@ class ChargeRequest:
     # Derived from the attempt id: sending it again is the same request to the gateway.
     idempotency_key: str
     metadata: dict[str, str] = field(default_factory=dict)
+    # The agency's customer at the gateway (Stripe); None where the gateway has none.
+    customer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +57,46 @@ class ChargeResult:
         return self.status is ChargeStatus.SUCCEEDED
 
 
+@dataclass(frozen=True, slots=True)
+class CardSetup:
+    """What a browser needs to collect a card for later off-session charges."""
+
+    client_secret: str
+    publishable_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayEvent:
+    """A verified webhook event, in the gateway's own words (``object`` is its JSON)."""
+
+    id: str
+    type: str
+    object: dict[str, Any]
+
+
 class PaymentGateway(Protocol):
     name: str
 
-    def describe_payment_method(self, agency_id: str, token: str) -> CardDetails:
-        """Check a token and return its card details; raises ``InvalidPaymentMethod``."""
+    def create_customer(self, agency_id: str, name: str) -> str | None:
+        """The agency's customer at the gateway, created now (idempotently per agency);
+        None for a gateway without customers."""
+        ...
+
+    def describe_payment_method(
+        self, agency_id: str, token: str, customer: str | None = None
+    ) -> CardDetails:
+        """Check a token (attaching it to ``customer`` where the gateway needs that) and
+        return its card details; raises ``InvalidPaymentMethod`` or ``GatewayUnavailable``.
+        ``CardDetails.token`` is what later charges use."""
+        ...
+
+    def forget_payment_method(self, token: str) -> None:
+        """Tell the gateway the card is no longer to be used (Stripe: detach it)."""
+        ...
+
+    def begin_card_setup(self, customer: str | None) -> CardSetup | None:
+        """Start collecting a card in the browser (Stripe: a SetupIntent); None when the
+        gateway takes test tokens instead."""
         ...
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
@@ -72,4 +109,10 @@ class PaymentGateway(Protocol):
     def find_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult | None:
         """The current state of a charge made earlier for this request, or None if the
         gateway has no record of it (then sending the same request again is safe)."""
+        ...
+
+
+class WebhookVerifier(Protocol):
+    def parse_webhook(self, payload: bytes, signature: str | None) -> GatewayEvent:
+        """The event, if its signature and timestamp check out; raises ``InvalidWebhook``."""
         ...

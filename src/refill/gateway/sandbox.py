@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from refill.clock import Clock, SystemClock
 from refill.errors import InvalidPaymentMethod
-from refill.gateway.base import CardDetails, ChargeRequest, ChargeResult, ChargeStatus
+from refill.gateway.base import CardDetails, CardSetup, ChargeRequest, ChargeResult, ChargeStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,18 @@ class SandboxGateway:
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock = clock or SystemClock()
 
-    def describe_payment_method(self, agency_id: str, token: str) -> CardDetails:
+    def create_customer(self, agency_id: str, name: str) -> str | None:
+        return None
+
+    def forget_payment_method(self, token: str) -> None:
+        return None
+
+    def begin_card_setup(self, customer: str | None) -> CardSetup | None:
+        return None
+
+    def describe_payment_method(
+        self, agency_id: str, token: str, customer: str | None = None
+    ) -> CardDetails:
         card = TEST_CARDS.get(token)
         if card is None:
             raise InvalidPaymentMethod(

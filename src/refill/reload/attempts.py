@@ -102,7 +102,11 @@ _SPENT_SINCE = select(func.count(), func.coalesce(func.sum(reload_attempts.c.amo
     reload_attempts.c.id != bindparam("exclude"),
 )
 _ATTEMPT_BY_ID = select(reload_attempts).where(reload_attempts.c.id == bindparam("attempt_id"))
-_CARD_TOKEN = select(payment_methods.c.token).where(payment_methods.c.id == bindparam("pm_id"))
+_CARD_TO_CHARGE = (
+    select(payment_methods.c.token, agencies.c.stripe_customer_id)
+    .join(agencies, agencies.c.id == payment_methods.c.agency_id)
+    .where(payment_methods.c.id == bindparam("pm_id"))
+)
 
 
 def _agency_zone(tx: Tx, agency_id: str) -> ZoneInfo:
@@ -378,11 +382,13 @@ def _transition(
 class ClaimedAttempt:
     attempt: ReloadAttempt
     token: str
+    # The agency's customer at the gateway, where it has one (Stripe).
+    customer: str | None = None
 
 
 def _claimed(tx: Tx, attempt: ReloadAttempt) -> ClaimedAttempt:
-    token = tx.conn.execute(_CARD_TOKEN, {"pm_id": attempt.payment_method_id}).scalar_one()
-    return ClaimedAttempt(attempt, token)
+    card = tx.conn.execute(_CARD_TO_CHARGE, {"pm_id": attempt.payment_method_id}).one()
+    return ClaimedAttempt(attempt, card.token, card.stripe_customer_id)
 
 
 def claim_attempt(tx: Tx, policy: ReloadPolicy, attempt_id: str) -> ClaimedAttempt | None:
@@ -477,14 +483,24 @@ def record_charge_outcome(
     attempt = _load_attempt(tx, attempt_id)
     if attempt is None:
         raise NotFound(f"reload {attempt_id} not found", code="reload_not_found")
-    if attempt.status not in ("charging", "requires_action"):
+    if _already_settled(attempt, result):
         return attempt
     if result.status is ChargeStatus.UNKNOWN:
-        return attempt  # stays charging: the reconciler asks the gateway later
-    if attempt.status == "requires_action" and result.status is ChargeStatus.REQUIRES_ACTION:
+        # Stays charging: the reconciler asks the gateway later, by id when we learnt it.
+        if result.payment_id and attempt.gateway_payment_id is None:
+            tx.conn.execute(
+                update(reload_attempts)
+                .where(reload_attempts.c.id == attempt_id)
+                .values(gateway_payment_id=result.payment_id, updated_at=tx.now)
+            )
         return attempt
-    # Wallet before attempt: the lock order of every path that touches both.
+    # Wallet before attempt: the lock order of every path that touches both. Read the
+    # attempt again under the lock: a webhook and the worker may settle it at once.
     ledger.lock_wallet(tx, attempt.agency_id)
+    attempt = _load_attempt(tx, attempt_id)
+    assert attempt is not None
+    if _already_settled(attempt, result):
+        return attempt
     if result.status is ChargeStatus.SUCCEEDED:
         _record_success(tx, policy, attempt, result)
     elif result.status is ChargeStatus.REQUIRES_ACTION:
@@ -503,6 +519,14 @@ def record_charge_outcome(
     updated = _load_attempt(tx, attempt_id)
     assert updated is not None
     return updated
+
+
+def _already_settled(attempt: ReloadAttempt, result: ChargeResult) -> bool:
+    """True when recording ``result`` would change nothing: the attempt has its outcome, or
+    already waits for the owner's authentication that ``result`` asks for again."""
+    if attempt.status == "requires_action":
+        return result.status is ChargeStatus.REQUIRES_ACTION
+    return attempt.status != "charging"
 
 
 def _clip(message: str | None) -> str | None:

@@ -1,0 +1,453 @@
+"""The reload engine on the Stripe gateway, against localstripe, on SQLite and PostgreSQL.
+
+The scenarios of the sandbox walk-through, plus what only a real peer shows: lost answers,
+webhooks racing the reconciler, cards changed or detached at Stripe. Every test counts the
+PaymentIntents localstripe holds for its reloads: one charge per attempt, never two.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from refill import ledger, reload, services
+from refill.api.app import create_app
+from refill.bootstrap import Refill, build
+from refill.config import Settings
+from refill.db.schema import gateway_events
+from refill.gateway.stripe import StripeGateway
+from refill.worker import ReloadProcessor
+from tests.doubles import RecordingGateway
+from tests.stripe_peer import API_KEY, LocalStripe, LostAnswer
+from tests.test_reload_flow import Owner
+from tests.test_stripe_gateway import WEBHOOK_SECRET, signed
+
+
+@pytest.fixture
+def stripe_gateway(localstripe: LocalStripe) -> StripeGateway:
+    return StripeGateway(
+        API_KEY,
+        publishable_key="pk_test_refill_suite",
+        webhook_secret=WEBHOOK_SECRET,
+        api_base=localstripe.base,
+        max_network_retries=0,
+    )
+
+
+@pytest.fixture
+def gateway(stripe_gateway: StripeGateway) -> RecordingGateway:
+    return RecordingGateway(stripe_gateway)
+
+
+@pytest.fixture
+def refill(
+    db_url: str, gateway: RecordingGateway, stripe_gateway: StripeGateway
+) -> Iterator[Refill]:
+    service = build(
+        Settings(database_url=db_url),
+        gateway=gateway,
+        webhooks=stripe_gateway,
+        in_process_worker=False,
+    )
+    service.db.on_new_reload_attempt = service.processor.process
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def client(refill: Refill) -> Iterator[TestClient]:
+    with TestClient(create_app(refill)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def owner(client: TestClient, refill: Refill) -> Owner:
+    agency, key = services.create_agency(refill.db, name="Stripe Agency")
+    headers = {"Authorization": f"Bearer {key.secret}"}
+    subteam = client.post("/v1/subteams", json={"name": "Sales"}, headers=headers).json()
+    return Owner(client, agency.id, headers, subteam["id"])
+
+
+def grant(refill: Refill, owner: Owner, amount: int) -> None:
+    services.grant_credits(
+        refill.db, agency_id=owner.agency_id, amount=amount, reference=secrets.token_hex(4)
+    )
+
+
+def intents_of(localstripe: LocalStripe, owner: Owner) -> list[Any]:
+    return localstripe.payment_intents(refill_agency_id=owner.agency_id)
+
+
+def assert_ledger_balanced(refill: Refill) -> None:
+    check = refill.db.read(ledger.check_ledger)
+    assert check.balanced, check
+
+
+def webhook(client: TestClient, event_type: str, obj: Any, event_id: str | None = None) -> Any:
+    body = json.dumps(
+        {
+            "id": event_id or "evt_" + secrets.token_hex(8),
+            "object": "event",
+            "type": event_type,
+            "data": {"object": json.loads(str(obj)) if not isinstance(obj, dict) else obj},
+        }
+    ).encode()
+    return client.post(
+        "/v1/webhooks/stripe",
+        content=body,
+        headers={"Stripe-Signature": signed(body), "Content-Type": "application/json"},
+    )
+
+
+def test_crossing_the_threshold_charges_the_saved_card_once_at_stripe_and_credits_the_wallet(
+    owner: Owner, refill: Refill, localstripe: LocalStripe
+) -> None:
+    card = owner.card("pm_card_visa")
+    grant(refill, owner, 30_000_000)
+    owner.auto_reload(
+        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
+    )
+
+    owner.use("10.01", "call-1")
+
+    assert owner.balance() == "69.99"
+    [reload] = [r for r in owner.reloads() if r["trigger"] == "auto"]
+    assert reload["status"] == "succeeded"
+    [intent] = intents_of(localstripe, owner)
+    customer = services.get_agency(refill.db, owner.agency_id).stripe_customer_id
+    assert (intent.status, intent.amount, intent.currency) == ("succeeded", 5000, "usd")
+    assert intent.customer == customer and customer is not None
+    assert intent.metadata["refill_reload_id"] == reload["id"]
+    assert intent.metadata["refill_wallet_id"].startswith("wal_")
+    assert_ledger_balanced(refill)
+
+
+def test_a_declined_card_fails_the_reload_schedules_a_retry_and_credits_nothing(
+    owner: Owner, refill: Refill, localstripe: LocalStripe
+) -> None:
+    card = owner.card(localstripe.card("4000000000000341"))
+    grant(refill, owner, 30_000_000)
+    owner.auto_reload(
+        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
+    )
+
+    owner.use("10.01", "call-1")
+
+    assert owner.balance() == "19.99"
+    failed, retry = sorted(owner.reloads(), key=lambda r: str(r["created_at"]))
+    assert (failed["status"], failed["failure_code"]) == ("failed", "card_declined")
+    assert (retry["status"], retry["retry_number"]) == ("pending", 1)  # soft: retried later
+    assert len(intents_of(localstripe, owner)) == 1
+    assert_ledger_balanced(refill)
+
+
+def test_a_card_needing_authentication_waits_for_the_owner_and_the_webhook_credits_it_once(
+    owner: Owner, refill: Refill, localstripe: LocalStripe, client: TestClient
+) -> None:
+    card = owner.card(localstripe.card("4000002500003155"))
+    grant(refill, owner, 30_000_000)
+    owner.auto_reload(
+        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
+    )
+
+    owner.use("10.01", "call-1")
+    [waiting] = owner.reloads()
+    assert waiting["status"] == "requires_action" and owner.balance() == "19.99"
+    action = waiting["next_action"]
+    assert isinstance(action, dict) and action["client_secret"].startswith(action["payment_intent"])
+
+    # The owner authenticates in the browser; Stripe charges and sends the webhook.
+    localstripe.authenticate(action["payment_intent"], action["client_secret"], success=True)
+    intent = localstripe.client.v1.payment_intents.retrieve(action["payment_intent"])
+    assert intent.status == "succeeded"
+    response = webhook(client, "payment_intent.succeeded", intent, event_id="evt_3ds_done")
+    assert response.status_code == 200 and response.json()["outcome"] == "handled"
+    replay = webhook(client, "payment_intent.succeeded", intent, event_id="evt_3ds_done")
+    assert replay.status_code == 200 and replay.json()["outcome"] == "duplicate"
+
+    assert owner.balance() == "69.99"
+    assert [r["status"] for r in owner.reloads()] == ["succeeded"]
+    assert len(intents_of(localstripe, owner)) == 1
+    assert_ledger_balanced(refill)
+
+
+def test_adding_credits_by_hand_charges_the_card_at_stripe_now(
+    owner: Owner, refill: Refill, localstripe: LocalStripe
+) -> None:
+    card = owner.card("pm_card_visa")
+
+    topup = owner.post("/v1/wallet/credits", {"amount": "25.00", "payment_method_id": card})
+
+    assert (topup["trigger"], topup["status"]) == ("manual", "succeeded")
+    assert owner.balance() == "25.00"
+    [intent] = intents_of(localstripe, owner)
+    assert (intent.amount, intent.metadata["refill_trigger"]) == (2500, "manual")
+
+
+def _lose_first_answer(
+    refill: Refill, stripe_gateway: StripeGateway, localstripe: LocalStripe, *, reach: bool
+) -> LostAnswer:
+    lost = LostAnswer(stripe_gateway.client.v1.payment_intents, localstripe, reach=reach)
+    stripe_gateway.client.v1.payment_intents = lost  # type: ignore[assignment]
+    return lost
+
+
+def _reconciler(refill: Refill) -> ReloadProcessor:
+    """A reconciler that takes over 'charging' attempts at once (no grace period)."""
+    return ReloadProcessor(
+        refill.db, refill.gateway, refill.policy, stale_charging_after=timedelta(seconds=-1)
+    )
+
+
+@pytest.mark.parametrize(
+    ("reach", "creates"),
+    [
+        pytest.param(True, 1, id="charged-but-answer-lost"),
+        pytest.param(False, 2, id="request-lost-before-stripe"),
+    ],
+)
+def test_after_a_lost_answer_the_reconciler_finds_or_resends_the_charge_and_credits_once(
+    owner: Owner,
+    refill: Refill,
+    localstripe: LocalStripe,
+    stripe_gateway: StripeGateway,
+    reach: bool,
+    creates: int,
+) -> None:
+    card = owner.card("pm_card_visa")
+    grant(refill, owner, 30_000_000)
+    owner.auto_reload(
+        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
+    )
+    lost = _lose_first_answer(refill, stripe_gateway, localstripe, reach=reach)
+
+    owner.use("10.01", "call-1")
+    [reload] = owner.reloads()
+    assert reload["status"] == "charging" and owner.balance() == "19.99"
+
+    assert _reconciler(refill).run_due_work() == 1
+
+    assert owner.balance() == "69.99"
+    assert [r["status"] for r in owner.reloads()] == ["succeeded"]
+    assert len(lost.searches) == 1 and lost.creates == creates
+    assert len(intents_of(localstripe, owner)) == 1
+    assert_ledger_balanced(refill)
+
+
+@pytest.mark.parametrize("webhook_first", [True, False], ids=["webhook-first", "reconciler-first"])
+def test_a_lost_answer_is_settled_exactly_once_by_webhook_and_reconciler_in_either_order(
+    owner: Owner,
+    refill: Refill,
+    localstripe: LocalStripe,
+    stripe_gateway: StripeGateway,
+    client: TestClient,
+    webhook_first: bool,
+) -> None:
+    card = owner.card("pm_card_visa")
+    grant(refill, owner, 30_000_000)
+    owner.auto_reload(
+        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
+    )
+    _lose_first_answer(refill, stripe_gateway, localstripe, reach=True)
+    owner.use("10.01", "call-1")
+    [intent] = intents_of(localstripe, owner)
+
+    def deliver() -> None:
+        assert webhook(client, "payment_intent.succeeded", intent).json()["outcome"] == "handled"
+
+    if webhook_first:
+        deliver()
+        assert _reconciler(refill).run_due_work() == 0  # nothing left charging
+    else:
+        assert _reconciler(refill).run_due_work() == 1
+        deliver()
+
+    assert owner.balance() == "69.99"
+    transfers = owner.get("/v1/transactions")["data"]
+    assert [t["kind"] for t in transfers].count("auto_reload") == 1  # type: ignore[union-attr]
+    assert len(intents_of(localstripe, owner)) == 1
+    assert_ledger_balanced(refill)
+
+
+def test_many_processors_racing_for_one_reload_make_one_payment_intent(
+    owner: Owner, refill: Refill, localstripe: LocalStripe, gateway: RecordingGateway
+) -> None:
+    # localstripe ignores idempotency keys, so this is the engine's own guarantee.
+    card = owner.card("pm_card_visa")
+    grant(refill, owner, 30_000_000)
+    queued: list[str] = []
+    refill.db.on_new_reload_attempt = queued.append
+    owner.auto_reload(
+        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
+    )
+    owner.use("10.01", "call-1")
+    [attempt_id] = queued
+
+    start = threading.Barrier(6)
+
+    def race() -> None:
+        start.wait()
+        refill.processor.process(attempt_id)
+
+    threads = [threading.Thread(target=race) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(gateway.calls) == 1
+    assert len(intents_of(localstripe, owner)) == 1
+    assert owner.balance() == "69.99"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "intent_change", "code"),
+    [
+        pytest.param(
+            "payment_intent.payment_failed",
+            {
+                "status": "requires_payment_method",
+                "last_payment_error": {"code": "payment_intent_authentication_failure"},
+            },
+            "payment_intent_authentication_failure",
+            id="authentication-failed",
+        ),
+        pytest.param(
+            "payment_intent.canceled",
+            {"status": "canceled", "cancellation_reason": "abandoned"},
+            "canceled",
+            id="canceled",
+        ),
+    ],
+)
+def test_a_reload_waiting_for_authentication_fails_when_stripe_reports_it_failed(
+    owner: Owner,
+    refill: Refill,
+    localstripe: LocalStripe,
+    client: TestClient,
+    event_type: str,
+    intent_change: dict[str, Any],
+    code: str,
+) -> None:
+    card = owner.card(localstripe.card("4000002500003155"))
+    grant(refill, owner, 30_000_000)
+    owner.auto_reload(
+        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
+    )
+    owner.use("10.01", "call-1")
+    [intent] = intents_of(localstripe, owner)
+
+    response = webhook(client, event_type, {**json.loads(str(intent)), **intent_change})
+
+    assert response.json()["outcome"] == "handled"
+    failed = [r for r in owner.reloads() if r["status"] == "failed"]
+    assert [r["failure_code"] for r in failed] == [code]
+    assert owner.balance() == "19.99"
+
+
+def test_a_badly_signed_webhook_is_rejected_and_changes_nothing(
+    owner: Owner, refill: Refill, localstripe: LocalStripe, client: TestClient
+) -> None:
+    card = owner.card(localstripe.card("4000002500003155"))
+    grant(refill, owner, 30_000_000)
+    owner.auto_reload(
+        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
+    )
+    owner.use("10.01", "call-1")
+    [intent] = intents_of(localstripe, owner)
+    body = json.dumps(
+        {
+            "id": "evt_forged",
+            "type": "payment_intent.succeeded",
+            "data": {"object": {**json.loads(str(intent)), "status": "succeeded"}},
+        }
+    ).encode()
+
+    response = client.post(
+        "/v1/webhooks/stripe",
+        content=body,
+        headers={"Stripe-Signature": signed(body, secret="whsec_forger")},
+    )
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "invalid_signature"
+    assert (
+        refill.db.read(
+            lambda tx: tx.conn.execute(select(func.count()).select_from(gateway_events)).scalar()
+        )
+        == 0
+    )
+    assert [r["status"] for r in owner.reloads()] == ["requires_action"]
+    assert owner.balance() == "19.99"
+
+
+def test_a_card_detached_at_stripe_is_removed_and_auto_reload_using_it_is_suspended(
+    owner: Owner, refill: Refill, localstripe: LocalStripe, client: TestClient
+) -> None:
+    card = owner.card("pm_card_visa")
+    owner.auto_reload(
+        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
+    )
+    [saved] = owner.get("/v1/payment-methods")["data"]  # type: ignore[misc]
+    token = refill.db.read(lambda tx: reload.get_payment_method(tx, owner.agency_id, card)).token
+    localstripe.client.v1.payment_methods.detach(token)
+    detached = localstripe.client.v1.payment_methods.retrieve(token)
+
+    assert webhook(client, "payment_method.detached", detached).json()["outcome"] == "handled"
+
+    assert owner.get("/v1/payment-methods")["data"] == []
+    status = owner.get("/v1/wallet")["auto_reload"]
+    assert status["status"] == "suspended"  # type: ignore[index]
+    assert "removed at Stripe" in status["suspended_reason"]  # type: ignore[index]
+    assert saved["last4"] == "4242"
+
+
+def test_a_card_renewed_at_stripe_gets_its_new_expiry_and_an_audit_entry(
+    owner: Owner, refill: Refill, localstripe: LocalStripe, client: TestClient
+) -> None:
+    card = owner.card("pm_card_visa")
+    token = refill.db.read(lambda tx: reload.get_payment_method(tx, owner.agency_id, card)).token
+    method = json.loads(str(localstripe.client.v1.payment_methods.retrieve(token)))
+    method["card"].update(exp_month=3, exp_year=2031)
+
+    response = webhook(client, "payment_method.automatically_updated", method)
+
+    assert response.json()["outcome"] == "handled"
+    [saved] = owner.get("/v1/payment-methods")["data"]  # type: ignore[misc]
+    assert (saved["exp_month"], saved["exp_year"]) == (3, 2031)
+    audit = owner.get("/v1/audit-log")["data"]
+    assert audit[0]["action"] == "payment_method.updated"  # type: ignore[index]
+    assert audit[0]["actor"] == "stripe"  # type: ignore[index]
+
+
+def test_removing_a_card_detaches_it_at_stripe(
+    owner: Owner, refill: Refill, localstripe: LocalStripe, client: TestClient
+) -> None:
+    card = owner.card("pm_card_visa")
+    token = refill.db.read(lambda tx: reload.get_payment_method(tx, owner.agency_id, card)).token
+
+    response = client.delete(f"/v1/payment-methods/{card}", headers=owner.headers)
+
+    assert response.status_code == 204
+    assert localstripe.client.v1.payment_methods.retrieve(token).customer is None
+
+
+def test_an_event_about_someone_elses_payment_intent_is_acknowledged_and_ignored(
+    client: TestClient, refill: Refill
+) -> None:
+    response = webhook(
+        client,
+        "payment_intent.succeeded",
+        {"id": "pi_not_ours", "object": "payment_intent", "status": "succeeded", "metadata": {}},
+    )
+
+    assert response.status_code == 200 and response.json()["outcome"] == "ignored"
