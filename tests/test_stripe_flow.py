@@ -10,19 +10,22 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from refill import ledger, reload, services
+from refill import ledger, reload, services, webhooks
 from refill.api.app import create_app
 from refill.bootstrap import Refill, build
 from refill.config import Settings
 from refill.db.schema import gateway_events
+from refill.gateway.base import GatewayEvent
 from refill.gateway.stripe import StripeGateway
 from refill.worker import ReloadProcessor
 from tests.doubles import RecordingGateway
@@ -105,6 +108,21 @@ def webhook(client: TestClient, event_type: str, obj: Any, event_id: str | None 
         content=body,
         headers={"Stripe-Signature": signed(body), "Content-Type": "application/json"},
     )
+
+
+def at_once(*jobs: Callable[[], object]) -> None:
+    """Run the jobs on their own threads, released together by a barrier."""
+    start = threading.Barrier(len(jobs))
+
+    def run(job: Callable[[], object]) -> None:
+        start.wait()
+        job()
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
 
 
 def test_crossing_the_threshold_charges_the_saved_card_once_at_stripe_and_credits_the_wallet(
@@ -291,17 +309,7 @@ def test_many_processors_racing_for_one_reload_make_one_payment_intent(
     owner.use("10.01", "call-1")
     [attempt_id] = queued
 
-    start = threading.Barrier(6)
-
-    def race() -> None:
-        start.wait()
-        refill.processor.process(attempt_id)
-
-    threads = [threading.Thread(target=race) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    at_once(*[partial(refill.processor.process, attempt_id)] * 6)
 
     assert len(gateway.calls) == 1
     assert len(intents_of(localstripe, owner)) == 1
@@ -451,3 +459,36 @@ def test_an_event_about_someone_elses_payment_intent_is_acknowledged_and_ignored
     )
 
     assert response.status_code == 200 and response.json()["outcome"] == "ignored"
+
+
+def test_a_webhook_and_the_reconciler_settling_at_the_same_instant_credit_once(
+    owner: Owner,
+    refill: Refill,
+    localstripe: LocalStripe,
+    stripe_gateway: StripeGateway,
+) -> None:
+    card = owner.card("pm_card_visa")
+    grant(refill, owner, 300_000_000)
+    owner.auto_reload(
+        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
+    )
+    rounds = 5
+    for round_number in range(rounds):
+        _lose_first_answer(refill, stripe_gateway, localstripe, reach=True)
+        balance = Decimal(owner.balance())
+        owner.use(str(balance - Decimal("19.99")), f"drain-{round_number}")
+        [charging] = [r["id"] for r in owner.reloads() if r["status"] == "charging"]
+        [intent] = localstripe.payment_intents(refill_reload_id=str(charging))
+        event = GatewayEvent(
+            f"evt_race_{round_number}", "payment_intent.succeeded", json.loads(str(intent))
+        )
+        at_once(
+            partial(webhooks.handle_stripe_event, refill.db, refill.policy, event),
+            _reconciler(refill).run_due_work,
+        )
+        assert owner.balance() == "69.99", f"round {round_number}"
+
+    kinds = [t["kind"] for t in owner.get("/v1/transactions?limit=200")["data"]]  # type: ignore[union-attr]
+    assert kinds.count("auto_reload") == rounds
+    assert len(intents_of(localstripe, owner)) == rounds
+    assert_ledger_balanced(refill)
