@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint install postgres bench clean
+.PHONY: run test lint install postgres browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,13 @@ lint: install
 postgres: install
 	$(BIN)/python scripts/ensure_postgres.py
 
+## The portal's browser tests drive Debian's Chromium (never `playwright install`).
+browser:
+	@test -x /usr/bin/chromium || { apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; }
+	@test -x /usr/bin/chromium || { echo "error: /usr/bin/chromium is missing and could not be installed (apt-get install chromium)" >&2; exit 1; }
+
 ## make test: lint, then every test (SQLite and PostgreSQL)
-test: lint postgres
+test: lint postgres browser
 	$(BIN)/python -m pytest
 
 ## make bench: the full benchmark on a fresh SQLite file (REFILL_BENCH_ARGS for more)

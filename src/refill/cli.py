@@ -22,6 +22,7 @@ from refill.db.database import create_db_engine
 from refill.db.migrate import DatabaseBehind, check_up_to_date, upgrade
 from refill.errors import RefillError
 from refill.money import Money
+from refill.portal import auth
 
 app = typer.Typer(help="Refill: keeps prepaid wallets topped up.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -103,21 +104,57 @@ def _safe_url(url: str) -> str:
 def agency_create(
     name: Annotated[str, typer.Option(help="The agency's display name.")],
     currency: Annotated[str, typer.Option(help="ISO 4217 code of the wallet.")] = "USD",
+    owner_email: Annotated[
+        str | None, typer.Option(help="Also create the owner's sign-in for the billing page.")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the owner's password from stdin.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line on stdout.")] = False,
 ) -> None:
-    """Create an agency with its wallet and print an owner API key (shown once)."""
+    """Create an agency with its wallet and print an owner API key (shown once).
+
+    With --owner-email, the owner's billing-page user is created too; the password is read
+    from standard input (--password-stdin), never from the command line.
+    """
+    password = None
+    if owner_email is not None:
+        if not password_stdin:
+            raise _fail("--owner-email needs --password-stdin (the password is read from stdin)")
+        password = sys.stdin.readline().rstrip("\r\n")
+        try:
+            auth.normalize_email(owner_email)
+            auth.check_password(password)
+        except RefillError as exc:
+            raise _fail(exc.message) from None
+    elif password_stdin:
+        raise _fail("--password-stdin is for the owner's password: give --owner-email too")
     refill = _open()
     try:
         agency, key = services.create_agency(refill.db, name=name, currency=currency)
+        if owner_email is not None:
+            auth.add_member(
+                refill.db,
+                agency_id=agency.id,
+                email=owner_email,
+                role="owner",
+                password=password,
+                actor="cli",
+            )
     except RefillError as exc:
         raise _fail(exc.message) from None
     finally:
         refill.close()
     if as_json:
-        typer.echo(json.dumps({"agency_id": agency.id, "api_key": key.secret}))
+        out = {"agency_id": agency.id, "api_key": key.secret}
+        if owner_email is not None:
+            out["owner_email"] = auth.normalize_email(owner_email)
+        typer.echo(json.dumps(out))
     else:
         typer.echo(f"agency:  {agency.id} ({agency.name}, {agency.currency})")
         typer.echo(f"api key: {key.secret}")
+        if owner_email is not None:
+            typer.echo(f"owner:   {auth.normalize_email(owner_email)} (signs in at /portal/login)")
         typer.echo("The key is shown once; store it now.")
 
 
@@ -145,6 +182,8 @@ def serve(
 
         seeded = seed_demo(refill)
         console.print(f"[bold green]Refill demo[/bold green] on http://{host}:{port}")
+        console.print(f"  billing:   http://{host}:{port}/portal/team/billing")
+        console.print(f"  sign in:   {seeded.owner_email} / {seeded.owner_password}")
         console.print(f"  agency:    {seeded.agency_id} (Demo Agency)")
         console.print(f"  owner key: {seeded.api_key}")
         console.print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import threading
 from dataclasses import dataclass
 
@@ -20,11 +21,13 @@ from refill.bootstrap import Refill
 from refill.db.schema import agencies
 from refill.errors import InsufficientCredits
 from refill.money import format_amount, parse_amount
+from refill.portal import auth
 from refill.reload import SettingsChange
 
 log = logging.getLogger("refill.demo")
 
 DEMO_AGENCY = "Demo Agency"
+DEMO_OWNER = "owner@demo.refill.test"
 SUBTEAMS = ("Inbound Sales", "Customer Support", "Outbound Campaigns")
 
 
@@ -33,6 +36,8 @@ class DemoAgency:
     agency_id: str
     api_key: str
     subteam_ids: tuple[str, ...]
+    owner_email: str
+    owner_password: str
 
 
 def seed_demo(refill: Refill) -> DemoAgency:
@@ -43,12 +48,20 @@ def seed_demo(refill: Refill) -> DemoAgency:
             select(agencies.c.id).where(agencies.c.name == DEMO_AGENCY).order_by(agencies.c.id)
         ).scalar()
     )
+    # A fresh password on every start: only its hash is stored, and it is printed once.
+    password = secrets.token_urlsafe(12)
     if existing is not None:
         key = services.create_owner_key(db, agency_id=existing)
         subteams = services.list_subteams(db, agency_id=existing)
-        return DemoAgency(existing, key.secret, tuple(t.id for t in subteams.data))
+        auth.set_password(db, email=DEMO_OWNER, password=password)
+        return DemoAgency(
+            existing, key.secret, tuple(t.id for t in subteams.data), DEMO_OWNER, password
+        )
 
     agency, key = services.create_agency(db, name=DEMO_AGENCY, currency="USD")
+    auth.add_member(
+        db, agency_id=agency.id, email=DEMO_OWNER, role="owner", password=password, actor="cli"
+    )
     subteam_ids = tuple(
         services.create_subteam(db, agency_id=agency.id, name=name).id for name in SUBTEAMS
     )
@@ -76,7 +89,7 @@ def seed_demo(refill: Refill) -> DemoAgency:
         ),
         actor="cli",
     )
-    return DemoAgency(agency.id, key.secret, subteam_ids)
+    return DemoAgency(agency.id, key.secret, subteam_ids, DEMO_OWNER, password)
 
 
 class DemoTraffic:

@@ -18,6 +18,7 @@ from refill.api import schemas as s
 from refill.bootstrap import Refill
 from refill.errors import Forbidden, NotFound, PaymentFailed, RefillError, Unauthenticated
 from refill.money import parse_amount
+from refill.portal.routes import install_portal
 from refill.reload import UNSET, SettingsChange
 from refill.services import Principal
 
@@ -107,6 +108,7 @@ def create_app(refill: Refill) -> FastAPI:
         lifespan=lifespan,
     )
     _install_error_handlers(app)
+    install_portal(app, refill)
     db = refill.db
 
     def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:

@@ -314,3 +314,53 @@ gateway_events = Table(
     Column("object_id", String(255), nullable=True),
     Column("received_at", UTCDateTime(), nullable=False),
 )
+
+# --- the billing portal: people, their agencies, their sessions ----------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    # Stored lower-cased: one account per address, whatever its spelling.
+    Column("email", String(254), nullable=False, unique=True),
+    # argon2id, with its parameters and salt (the PHC string argon2-cffi writes).
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("user_id", String(40), ForeignKey("users.id"), primary_key=True),
+    Column("agency_id", String(40), ForeignKey("agencies.id"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("role IN ('owner', 'admin', 'member')", name="role"),
+)
+Index("ix_memberships_agency_id", memberships.c.agency_id)
+
+portal_sessions = Table(
+    "portal_sessions",
+    metadata,
+    # SHA-256 of the cookie's random token: a stolen database opens no session.
+    Column("id", String(64), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False, index=True),
+    Column("agency_id", String(40), ForeignKey("agencies.id"), nullable=False),
+    # The synchronizer token every form of this session carries.
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime(), nullable=True),
+)
+
+# Failed sign-ins, for the rate limit (kept in the database: it holds across processes).
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False),
+    Column("client_ip", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+Index("ix_login_failures_email", login_failures.c.email, login_failures.c.created_at)
+Index("ix_login_failures_client_ip", login_failures.c.client_ip, login_failures.c.created_at)

@@ -1,0 +1,392 @@
+"""People of an agency and their sign-in: users, memberships with roles, cookie sessions,
+CSRF tokens and the sign-in rate limit. No web framework here: the routes call these.
+
+- Passwords are argon2id hashes (argon2-cffi's defaults); an e-mail is stored lower-cased.
+- A session is a random token in an HttpOnly cookie; the database keeps only its SHA-256,
+  the agency it was opened for, and the CSRF token its forms carry. It ends after
+  ``IDLE`` without use, ``LIFETIME`` after sign-in, or at sign-out.
+- Sign-in is refused for ``LOCKOUT`` after ``MAX_FAILURES`` failures for one e-mail or
+  from one client address within that window (counted in the database, so every process
+  sees them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, insert, select, update
+
+from refill import audit
+from refill.db.database import Database, Tx
+from refill.db.schema import agencies, login_failures, memberships, portal_sessions, users
+from refill.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    RefillError,
+    Unauthenticated,
+    ValidationFailed,
+)
+from refill.ids import new_id
+
+Role = Literal["owner", "admin", "member"]
+ROLES: tuple[Role, ...] = ("owner", "admin", "member")
+MIN_PASSWORD_LENGTH = 12
+IDLE = timedelta(hours=12)
+LIFETIME = timedelta(days=7)
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=15)
+
+_hasher = PasswordHasher()
+# Verified against when the e-mail is unknown, so both answers take the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class TooManyAttempts(RefillError):
+    code = "too_many_attempts"
+    status = 429
+    title = "Too many attempts"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: str
+    email: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class PortalSession:
+    """Who is signed in, for which agency, and the CSRF token of their forms."""
+
+    user_id: str
+    email: str
+    agency_id: str
+    agency_name: str
+    role: Role
+    csrf_token: str
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.user_id}"
+
+    @property
+    def can_change(self) -> bool:
+        return self.role in ("owner", "admin")
+
+
+def normalize_email(email: str) -> str:
+    cleaned = email.strip().lower()
+    local, _, domain = cleaned.partition("@")
+    if not local or "." not in domain or len(cleaned) > 254 or any(c.isspace() for c in cleaned):
+        raise ValidationFailed("enter an e-mail address such as owner@example.com", field="email")
+    return cleaned
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(
+            f"the password must have at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+    if len(password) > 1024:
+        raise ValidationFailed(
+            "the password is too long (1024 characters at most)", field="password"
+        )
+    return password
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- users and memberships ----------------------------------------------------------------
+
+
+def add_member(
+    db: Database,
+    *,
+    agency_id: str,
+    email: str,
+    role: Role,
+    password: str | None,
+    actor: str,
+) -> Member:
+    """Give a person a role in the agency. A new e-mail needs a password; an existing user
+    keeps theirs (and ``password`` must then be None or is ignored)."""
+    email = normalize_email(email)
+    if role not in ROLES:
+        raise ValidationFailed("the role must be owner, admin or member", field="role")
+    existing = db.read(
+        lambda tx: tx.conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
+    )
+    password_hash = None
+    if existing is None:
+        if password is None:
+            raise ValidationFailed("a new user needs a password", field="password")
+        password_hash = _hasher.hash(check_password(password))  # slow: outside the transaction
+
+    def work(tx: Tx) -> Member:
+        user_id = tx.conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
+        if user_id is None:
+            if password_hash is None:
+                raise Conflict("that user was removed meanwhile; try again")
+            user_id = new_id("usr")
+            tx.conn.execute(
+                insert(users).values(
+                    id=user_id, email=email, password_hash=password_hash, created_at=tx.now
+                )
+            )
+        already = tx.conn.execute(
+            select(memberships.c.role).where(
+                memberships.c.user_id == user_id, memberships.c.agency_id == agency_id
+            )
+        ).scalar()
+        if already is not None:
+            raise Conflict(f"{email} is already {already} of this agency", code="already_member")
+        tx.conn.execute(
+            insert(memberships).values(
+                user_id=user_id, agency_id=agency_id, role=role, created_at=tx.now
+            )
+        )
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="member.added",
+            target_id=user_id,
+            after={"email": email, "role": role},
+        )
+        return Member(user_id, email, role)
+
+    return db.write(work)
+
+
+def set_password(db: Database, *, email: str, password: str) -> None:
+    """Give an existing user a new password and end their sessions."""
+    email = normalize_email(email)
+    password_hash = _hasher.hash(check_password(password))
+
+    def work(tx: Tx) -> None:
+        user_id = tx.conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
+        if user_id is None:
+            raise NotFound(f"no user {email}", code="user_not_found")
+        tx.conn.execute(
+            update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+        )
+        tx.conn.execute(
+            update(portal_sessions)
+            .where(portal_sessions.c.user_id == user_id, portal_sessions.c.ended_at.is_(None))
+            .values(ended_at=tx.now)
+        )
+
+    db.write(work)
+
+
+def list_members(db: Database, *, agency_id: str) -> list[Member]:
+    def work(tx: Tx) -> list[Member]:
+        rows = tx.conn.execute(
+            select(users.c.id, users.c.email, memberships.c.role)
+            .join(memberships, memberships.c.user_id == users.c.id)
+            .where(memberships.c.agency_id == agency_id)
+            .order_by(users.c.email)
+        ).all()
+        return [Member(row.id, row.email, row.role) for row in rows]
+
+    return db.read(work)
+
+
+def remove_member(db: Database, session: PortalSession, *, user_id: str) -> None:
+    """Owners remove anyone but the last owner; admins remove admins and members."""
+    if not session.can_change:
+        raise Forbidden("members cannot change who belongs to the agency")
+
+    def work(tx: Tx) -> None:
+        role = tx.conn.execute(
+            select(memberships.c.role).where(
+                memberships.c.user_id == user_id, memberships.c.agency_id == session.agency_id
+            )
+        ).scalar()
+        if role is None:
+            raise NotFound("no such member in this agency", code="member_not_found")
+        if role == "owner":
+            if session.role != "owner":
+                raise Forbidden("only an owner can remove an owner", code="owner_protected")
+            owners = tx.conn.execute(
+                select(func.count()).where(
+                    memberships.c.agency_id == session.agency_id, memberships.c.role == "owner"
+                )
+            ).scalar_one()
+            if owners <= 1:
+                raise Conflict("the agency's last owner cannot be removed", code="last_owner")
+        tx.conn.execute(
+            delete(memberships).where(
+                memberships.c.user_id == user_id, memberships.c.agency_id == session.agency_id
+            )
+        )
+        # Their open sessions for this agency end now.
+        tx.conn.execute(
+            update(portal_sessions)
+            .where(
+                portal_sessions.c.user_id == user_id,
+                portal_sessions.c.agency_id == session.agency_id,
+                portal_sessions.c.ended_at.is_(None),
+            )
+            .values(ended_at=tx.now)
+        )
+        audit.record(
+            tx,
+            agency_id=session.agency_id,
+            actor=session.actor,
+            action="member.removed",
+            target_id=user_id,
+            before={"role": role},
+        )
+
+    db.write(work)
+
+
+# --- sessions -----------------------------------------------------------------------------
+
+
+def sign_in(db: Database, *, email: str, password: str, client_ip: str) -> str:
+    """A new session token for the user's (first) agency; raises ``Unauthenticated`` with
+    one message for every wrong answer, or ``TooManyAttempts``."""
+    try:
+        email = normalize_email(email)
+    except ValidationFailed:
+        email = email.strip().lower()[:254]
+    now = db.clock.now()
+
+    def failures(tx: Tx) -> tuple[int, int]:
+        since = now - LOCKOUT
+        by_email = tx.conn.execute(
+            select(func.count()).where(
+                login_failures.c.email == email, login_failures.c.created_at > since
+            )
+        ).scalar_one()
+        by_ip = tx.conn.execute(
+            select(func.count()).where(
+                login_failures.c.client_ip == client_ip, login_failures.c.created_at > since
+            )
+        ).scalar_one()
+        return int(by_email), int(by_ip)
+
+    by_email, by_ip = db.read(failures)
+    if by_email >= MAX_FAILURES or by_ip >= MAX_FAILURES * 4:
+        raise TooManyAttempts(
+            f"too many failed sign-ins; wait {int(LOCKOUT.total_seconds() // 60)} minutes "
+            "and try again"
+        )
+    found = db.read(
+        lambda tx: tx.conn.execute(
+            select(users.c.id, users.c.password_hash).where(users.c.email == email)
+        ).one_or_none()
+    )
+    ok = False
+    try:
+        ok = _hasher.verify(found.password_hash if found else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        ok = False
+    agency_id = None
+    if ok and found is not None:
+        agency_id = db.read(
+            lambda tx: tx.conn.execute(
+                select(memberships.c.agency_id)
+                .where(memberships.c.user_id == found.id)
+                .order_by(memberships.c.created_at)
+                .limit(1)
+            ).scalar()
+        )
+    if found is None or not ok or agency_id is None:
+        db.write(
+            lambda tx: tx.conn.execute(
+                insert(login_failures).values(email=email, client_ip=client_ip, created_at=tx.now)
+            )
+        )
+        raise Unauthenticated("the e-mail or the password is wrong", code="sign_in_failed")
+    token = secrets.token_urlsafe(32)
+
+    def open_session(tx: Tx) -> None:
+        tx.conn.execute(
+            insert(portal_sessions).values(
+                id=_digest(token),
+                user_id=found.id,
+                agency_id=agency_id,
+                csrf_token=secrets.token_urlsafe(32),
+                created_at=tx.now,
+                last_seen_at=tx.now,
+            )
+        )
+        tx.conn.execute(delete(login_failures).where(login_failures.c.email == email))
+
+    db.write(open_session)
+    return token
+
+
+def session_for(db: Database, token: str | None) -> PortalSession | None:
+    """The live session of a cookie token (and note that it was used), or None."""
+    if not token or len(token) > 128:
+        return None
+    digest = _digest(token)
+
+    def work(tx: Tx) -> PortalSession | None:
+        row = tx.conn.execute(
+            select(
+                portal_sessions.c.user_id,
+                portal_sessions.c.agency_id,
+                portal_sessions.c.csrf_token,
+                portal_sessions.c.created_at,
+                portal_sessions.c.last_seen_at,
+                users.c.email,
+                agencies.c.name,
+                memberships.c.role,
+            )
+            .join(users, users.c.id == portal_sessions.c.user_id)
+            .join(agencies, agencies.c.id == portal_sessions.c.agency_id)
+            .join(
+                memberships,
+                (memberships.c.user_id == portal_sessions.c.user_id)
+                & (memberships.c.agency_id == portal_sessions.c.agency_id),
+            )
+            .where(portal_sessions.c.id == digest, portal_sessions.c.ended_at.is_(None))
+        ).one_or_none()
+        if row is None:
+            return None
+        if tx.now - row.last_seen_at > IDLE or tx.now - row.created_at > LIFETIME:
+            tx.conn.execute(
+                update(portal_sessions)
+                .where(portal_sessions.c.id == digest)
+                .values(ended_at=tx.now)
+            )
+            return None
+        if tx.now - row.last_seen_at > timedelta(minutes=1):  # one write a minute at most
+            tx.conn.execute(
+                update(portal_sessions)
+                .where(portal_sessions.c.id == digest)
+                .values(last_seen_at=tx.now)
+            )
+        return PortalSession(
+            row.user_id, row.email, row.agency_id, row.name, row.role, row.csrf_token
+        )
+
+    return db.write(work)
+
+
+def sign_out(db: Database, token: str) -> None:
+    db.write(
+        lambda tx: tx.conn.execute(
+            update(portal_sessions)
+            .where(portal_sessions.c.id == _digest(token), portal_sessions.c.ended_at.is_(None))
+            .values(ended_at=tx.now)
+        )
+    )
+
+
+def csrf_ok(expected: str, given: str | None) -> bool:
+    return bool(given) and secrets.compare_digest(expected.encode(), (given or "").encode())
