@@ -94,6 +94,22 @@ def _field_of(exc: RefillError, default: str) -> str:
     return str(exc.extra.get("field") or default)
 
 
+# The API's messages name JSON fields; the page names what the owner sees.
+FIELD_LABELS = {
+    "threshold": "The minimum threshold",
+    "reload_amount": "The reload amount",
+    "payment_method_id": "The payment method",
+    "amount": "The amount",
+}
+
+
+def _plain(exc: RefillError, field: str) -> str:
+    label = FIELD_LABELS.get(field)
+    if label and exc.message.startswith(field + " "):
+        return label + exc.message[len(field) :]
+    return exc.message[:1].upper() + exc.message[1:]
+
+
 def install_portal(app: FastAPI, refill: Refill) -> None:
     db = refill.db
     templates = Jinja2Templates(directory=HERE / "templates")
@@ -298,7 +314,8 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
                 request_key=None,
             )
         except RefillError as exc:
-            form.errors[_field_of(exc, "amount")] = exc.message
+            field = _field_of(exc, "amount")
+            form.errors[field] = _plain(exc, field)
             return render_billing(request, session, status=exc.status, forms={"credits": form})
         if attempt.status == "failed":
             form.message = (
@@ -335,7 +352,7 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
             try:
                 return parse_amount(text, field=name)
             except RefillError as exc:
-                form.errors[name] = exc.message
+                form.errors[name] = _plain(exc, name)
                 return UNSET
 
         change = SettingsChange(
@@ -356,7 +373,8 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
                 )
                 return back("auto_reload_saved")
             except RefillError as exc:
-                form.errors[_field_of(exc, "enabled")] = exc.message
+                field = _field_of(exc, "enabled")
+                form.errors[field] = _plain(exc, field)
         return render_billing(request, session, status=422, forms={"auto_reload": form})
 
     @router.post("/team/billing/payment-methods")
