@@ -29,6 +29,8 @@ class ReloadMark:
     amount: int
     status: str
     trigger: str
+    # The wallet's balance right after the credit (None when nothing was credited).
+    balance_after: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +80,24 @@ def balance_history(db: Database, *, agency_id: str) -> BalanceHistory:
         points = [BalancePoint(since, int(opening or 0))]
         points += [BalancePoint(row.created_at, int(row.wallet_balance_after)) for row in rows]
         points.append(BalancePoint(until, points[-1].balance))
+        credit = (
+            select(transfers.c.reference, transfers.c.wallet_balance_after)
+            .where(
+                transfers.c.agency_id == agency_id,
+                transfers.c.kind.in_(("auto_reload", "manual_reload")),
+                transfers.c.created_at >= since,
+            )
+            .subquery()
+        )
         marks = tx.conn.execute(
             select(
                 reload_attempts.c.updated_at,
                 reload_attempts.c.amount,
                 reload_attempts.c.status,
                 reload_attempts.c.trigger,
+                credit.c.wallet_balance_after,
             )
+            .outerjoin(credit, credit.c.reference == reload_attempts.c.id)
             .where(
                 reload_attempts.c.agency_id == agency_id,
                 reload_attempts.c.created_at >= since,
@@ -96,7 +109,16 @@ def balance_history(db: Database, *, agency_id: str) -> BalanceHistory:
             since,
             until,
             points,
-            [ReloadMark(m.updated_at, int(m.amount), m.status, m.trigger) for m in marks],
+            [
+                ReloadMark(
+                    m.updated_at,
+                    int(m.amount),
+                    m.status,
+                    m.trigger,
+                    None if m.wallet_balance_after is None else int(m.wallet_balance_after),
+                )
+                for m in marks
+            ],
         )
 
     return db.read(work)

@@ -226,6 +226,7 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
                     "amount": format_amount(m.amount, wallet.currency),
                     "status": m.status,
                     "trigger": m.trigger,
+                    "y": None if m.balance_after is None else float(format_amount(m.balance_after)),
                 }
                 for m in chart.reloads
             ],

@@ -18,7 +18,7 @@
     var last = data.points.length ? data.points[data.points.length - 1].t : 0;
     var sets = [{
       label: "Balance (" + data.currency + ")", data: data.points.map(function (p) { return { x: p.t, y: p.y }; }),
-      stepped: "after", borderColor: "#2454d6", backgroundColor: "rgba(36,84,214,.08)", fill: true, pointRadius: 0
+      stepped: "before", borderColor: "#2454d6", backgroundColor: "rgba(36,84,214,.08)", fill: true, pointRadius: 0
     }];
     if (data.threshold !== null) {
       sets.push({ label: "Minimum threshold", data: [{ x: first, y: data.threshold }, { x: last, y: data.threshold }],
@@ -30,7 +30,7 @@
       return y;
     };
     sets.push({ label: "Reloads", type: "scatter", showLine: false, pointRadius: 5,
-      data: data.reloads.map(function (r) { return { x: r.t, y: balanceAt(r.t), amount: r.amount, status: r.status }; }),
+      data: data.reloads.map(function (r) { return { x: r.t, y: r.y === null ? balanceAt(r.t) : r.y, amount: r.amount, status: r.status }; }),
       pointBackgroundColor: data.reloads.map(function (r) { return r.status === "succeeded" ? "#17803d" : "#b42318"; }) });
     return sets;
   }
@@ -45,7 +45,10 @@
       type: "line", data: { datasets: datasets(data) },
       options: {
         animation: false, parsing: true, responsive: true,
-        scales: { x: { type: "linear", ticks: { callback: day, maxTicksLimit: 8 } }, y: { beginAtZero: true } },
+        scales: {
+          x: { type: "linear", min: data.points[0].t, max: data.points[data.points.length - 1].t,
+               ticks: { callback: day, maxTicksLimit: 8 } },
+          y: { beginAtZero: true } },
         plugins: { tooltip: { callbacks: {
           title: function (items) { return new Date(items[0].raw.x).toLocaleString(); },
           label: function (item) {

@@ -1,0 +1,194 @@
+"""The billing portal in a real browser: Debian's Chromium driven by Playwright, against a
+real `refill serve` process. Each test leaves a screenshot of what the user last saw in
+test-output/<test name>/ (also when it fails)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.test_e2e_serve import REFILL, Server
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "a long owner password"
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+SEEN_WITHIN_MS = 15_000  # the page refreshes itself every 4 s; a reload takes well under 1 s
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "make test installs Debian's chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Iterator[list[Page]]:
+    """Pages to photograph at the end of the test, pass or fail."""
+    pages: list[Page] = []
+    yield pages
+    folder = OUTPUT / re.sub(r"[^\w.-]+", "_", request.node.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, page in enumerate(pages):
+        if not page.is_closed():
+            page.screenshot(path=str(folder / f"page-{number}.png"), full_page=True)
+
+
+@pytest.fixture
+def agency(start_server: Callable[..., Server], tmp_path: Path) -> tuple[Server, str, str]:
+    """A server on a fresh SQLite file, and an agency made with the real CLI, whose owner
+    password arrives on stdin. Returns the server, the owner's e-mail and API key."""
+    url = f"sqlite:///{tmp_path / 'portal.db'}"
+    env = {**os.environ, "REFILL_DATABASE_URL": url}
+    subprocess.run([REFILL, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
+    created = subprocess.run(
+        [
+            *(REFILL, "agency", "create", "--name", "Browser Agency", "--json"),
+            *("--owner-email", "Owner@Browser.test", "--password-stdin"),
+        ],
+        input=PASSWORD + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    out = json.loads(created.stdout)
+    assert out["owner_email"] == "owner@browser.test"
+    return start_server(url), out["owner_email"], out["api_key"]
+
+
+def signed_in(browser: Browser, server: Server, email: str, shots: list[Page]) -> Page:
+    page = browser.new_context(base_url=server.base).new_page()
+    shots.append(page)
+    page.goto("/portal/team/billing")
+    expect(page).to_have_url(re.compile(r"/portal/login$"))
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
+    return page
+
+
+def api(server: Server, key: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.base, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+
+
+def add_card(page: Page, card_name: str) -> None:
+    page.get_by_label("Add a test card (sandbox)").select_option(label=card_name)
+    page.get_by_role("button", name="Add card").click()
+    expect(page.get_by_text("Card saved.")).to_be_visible()
+
+
+def enable_auto_reload(page: Page) -> None:
+    page.get_by_label("Minimum Threshold (USD)").fill("20.00")
+    page.get_by_label("Reload Amount (USD)").fill("50.00")
+    page.get_by_label("Payment method", exact=True).select_option(index=1)
+    page.get_by_label("Auto reload on").check()
+    page.get_by_role("button", name="Save auto reload").click()
+    expect(page.get_by_text("Auto-reload settings saved.")).to_be_visible()
+
+
+def test_an_owner_sets_up_auto_reload_and_watches_the_reload_arrive_without_reloading(
+    browser: Browser, agency: tuple[Server, str, str], screenshots: list[Page]
+) -> None:
+    server, email, key = agency
+    page = signed_in(browser, server, email, screenshots)
+    expect(page.get_by_test_id("service")).to_have_text("No credits: calls are being refused")
+
+    add_card(page, "Visa ending 4242 — succeeds")
+    page.get_by_label("Amount (USD)", exact=True).fill("21.00")
+    page.get_by_role("button", name="Add credits").click()
+    expect(page.get_by_test_id("balance")).to_have_text("21.00")
+    enable_auto_reload(page)
+    expect(page.get_by_test_id("service")).to_have_text("Subteams can take calls")
+    expect(page.get_by_test_id("auto-reload-status")).to_contain_text("Auto-reload is on")
+
+    with api(server, key) as client:
+        subteam = client.post("/v1/subteams", json={"name": "Sales"}).json()["id"]
+        used = client.post(
+            "/v1/usage", json={"subteam_id": subteam, "amount": "2.00", "reference": "call-1"}
+        )
+        assert used.status_code == 201, used.text
+
+    # No page reload: the page refreshes its live part by itself.
+    expect(page.get_by_test_id("balance")).to_have_text("69.00", timeout=SEEN_WITHIN_MS)
+    newest = page.get_by_test_id("reload-row").first
+    expect(newest).to_contain_text("Auto-reload")
+    expect(newest).to_contain_text("50.00 USD")
+    expect(newest).to_contain_text("succeeded")
+    expect(
+        page.get_by_role("img", name=re.compile("Balance over the last 30 days"))
+    ).to_be_visible()
+
+
+def test_a_declined_card_shows_the_failure_and_the_suspended_state(
+    browser: Browser, agency: tuple[Server, str, str], screenshots: list[Page]
+) -> None:
+    server, email, _ = agency
+    page = signed_in(browser, server, email, screenshots)
+    add_card(page, "Visa ending 0069 — expired card")
+    # The wallet is empty, below the threshold: enabling reloads at once, with this card.
+    enable_auto_reload(page)
+
+    expect(page.get_by_test_id("auto-reload-status")).to_contain_text(
+        "Auto-reload is suspended", timeout=SEEN_WITHIN_MS
+    )
+    expect(page.get_by_test_id("auto-reload-status")).to_contain_text("expired_card")
+    failed = page.get_by_test_id("reload-row").first
+    expect(failed).to_contain_text("failed")
+    expect(failed).to_contain_text("Your card has expired.")
+    expect(page.get_by_test_id("service")).to_have_text("No credits: calls are being refused")
+
+
+def test_a_member_cannot_change_settings_and_a_post_without_csrf_is_refused(
+    browser: Browser, agency: tuple[Server, str, str], screenshots: list[Page]
+) -> None:
+    server, email, _ = agency
+    owner = signed_in(browser, server, email, screenshots)
+    owner.get_by_role("link", name="Members").click()
+    owner.get_by_label("Email").fill("viewer@browser.test")
+    owner.get_by_label("Role").select_option("member")
+    owner.get_by_label(re.compile("Initial password")).fill(PASSWORD)
+    owner.get_by_role("button", name="Add member").click()
+    expect(owner.get_by_text("Member added.")).to_be_visible()
+
+    # A forged POST from the owner's own browser, without the form's CSRF token.
+    status = owner.evaluate(
+        """async () => (await fetch('/portal/team/billing/auto-reload', {method: 'POST',
+             headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+             body: 'enabled=on&threshold=20.00&reload_amount=50.00'})).status"""
+    )
+    assert status == 403
+
+    member = signed_in(browser, server, "viewer@browser.test", screenshots)
+    expect(member.get_by_text("You have read-only access")).to_be_visible()
+    expect(member.get_by_role("button", name="Save auto reload")).to_have_count(0)
+    expect(member.get_by_role("button", name="Add credits")).to_have_count(0)
+    status = member.evaluate(
+        """async (token) => (await fetch('/portal/team/billing/payment-methods', {method: 'POST',
+             headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+             body: 'token=pm_card_visa&csrf_token=' + token})).status""",
+        member.locator("input[name=csrf_token]").first.get_attribute("value"),
+    )
+    assert status == 403
+    expect(member.get_by_test_id("card")).to_have_count(0)
