@@ -28,7 +28,10 @@ from typing import Any
 import httpx
 import stripe
 
+from refill.gateway.stripe import StripeGateway
+
 LOCALSTRIPE = str(Path(sys.executable).parent / "localstripe")
+WEBHOOK_SECRET = "whsec_test_" + "0" * 24
 API_KEY = "sk_test_refill_suite"  # localstripe accepts any sk_test_ key
 START_WITHIN = 20.0
 
@@ -120,6 +123,17 @@ class LocalStripe:
             timeout=10,
         )
         response.raise_for_status()
+
+
+def gateway_on(peer: LocalStripe) -> StripeGateway:
+    """Refill's Stripe gateway pointed at the emulator (no SDK retries: faults stay visible)."""
+    return StripeGateway(
+        API_KEY,
+        publishable_key="pk_test_refill_suite",
+        webhook_secret=WEBHOOK_SECRET,
+        api_base=peer.base,
+        max_network_retries=0,
+    )
 
 
 class LostAnswer:

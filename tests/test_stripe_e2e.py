@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from tests.stripe_peer import API_KEY, LocalStripe
+from tests.stripe_peer import API_KEY, WEBHOOK_SECRET, LocalStripe
 from tests.test_e2e_serve import (
     REFILL,
     RELOAD_WITHIN,
@@ -18,7 +18,6 @@ from tests.test_e2e_serve import (
     create_agency,
     wait_for,
 )
-from tests.test_stripe_gateway import WEBHOOK_SECRET
 
 
 def stripe_env(localstripe: LocalStripe) -> dict[str, str]:

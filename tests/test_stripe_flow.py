@@ -21,7 +21,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from refill import ledger, reload, services, webhooks
-from refill.api.app import create_app
 from refill.bootstrap import Refill, build
 from refill.config import Settings
 from refill.db.schema import gateway_events
@@ -29,20 +28,14 @@ from refill.gateway.base import GatewayEvent
 from refill.gateway.stripe import StripeGateway
 from refill.worker import ReloadProcessor
 from tests.doubles import RecordingGateway
-from tests.stripe_peer import API_KEY, LocalStripe, LostAnswer
+from tests.stripe_peer import LocalStripe, LostAnswer, gateway_on
 from tests.test_reload_flow import Owner
-from tests.test_stripe_gateway import WEBHOOK_SECRET, signed
+from tests.test_stripe_gateway import signed
 
 
 @pytest.fixture
 def stripe_gateway(localstripe: LocalStripe) -> StripeGateway:
-    return StripeGateway(
-        API_KEY,
-        publishable_key="pk_test_refill_suite",
-        webhook_secret=WEBHOOK_SECRET,
-        api_base=localstripe.base,
-        max_network_retries=0,
-    )
+    return gateway_on(localstripe)
 
 
 @pytest.fixture
@@ -66,12 +59,6 @@ def refill(
 
 
 @pytest.fixture
-def client(refill: Refill) -> Iterator[TestClient]:
-    with TestClient(create_app(refill)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
 def owner(client: TestClient, refill: Refill) -> Owner:
     agency, key = services.create_agency(refill.db, name="Stripe Agency")
     headers = {"Authorization": f"Bearer {key.secret}"}
@@ -83,6 +70,16 @@ def grant(refill: Refill, owner: Owner, amount: int) -> None:
     services.grant_credits(
         refill.db, agency_id=owner.agency_id, amount=amount, reference=secrets.token_hex(4)
     )
+
+
+def arm(refill: Refill, owner: Owner, token: str) -> str:
+    """Save the card, credit 30.00 and turn auto-reload on (below 20.00, reload 50.00)."""
+    card = owner.card(token)
+    grant(refill, owner, 30_000_000)
+    owner.auto_reload(
+        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
+    )
+    return card
 
 
 def intents_of(localstripe: LocalStripe, owner: Owner) -> list[Any]:
@@ -128,11 +125,7 @@ def at_once(*jobs: Callable[[], object]) -> None:
 def test_crossing_the_threshold_charges_the_saved_card_once_at_stripe_and_credits_the_wallet(
     owner: Owner, refill: Refill, localstripe: LocalStripe
 ) -> None:
-    card = owner.card("pm_card_visa")
-    grant(refill, owner, 30_000_000)
-    owner.auto_reload(
-        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
-    )
+    arm(refill, owner, "pm_card_visa")
 
     owner.use("10.01", "call-1")
 
@@ -151,11 +144,7 @@ def test_crossing_the_threshold_charges_the_saved_card_once_at_stripe_and_credit
 def test_a_declined_card_fails_the_reload_schedules_a_retry_and_credits_nothing(
     owner: Owner, refill: Refill, localstripe: LocalStripe
 ) -> None:
-    card = owner.card(localstripe.card("4000000000000341"))
-    grant(refill, owner, 30_000_000)
-    owner.auto_reload(
-        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
-    )
+    arm(refill, owner, localstripe.card("4000000000000341"))
 
     owner.use("10.01", "call-1")
 
@@ -170,11 +159,7 @@ def test_a_declined_card_fails_the_reload_schedules_a_retry_and_credits_nothing(
 def test_a_card_needing_authentication_waits_for_the_owner_and_the_webhook_credits_it_once(
     owner: Owner, refill: Refill, localstripe: LocalStripe, client: TestClient
 ) -> None:
-    card = owner.card(localstripe.card("4000002500003155"))
-    grant(refill, owner, 30_000_000)
-    owner.auto_reload(
-        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
-    )
+    arm(refill, owner, localstripe.card("4000002500003155"))
 
     owner.use("10.01", "call-1")
     [waiting] = owner.reloads()
@@ -240,11 +225,7 @@ def test_after_a_lost_answer_the_reconciler_finds_or_resends_the_charge_and_cred
     reach: bool,
     creates: int,
 ) -> None:
-    card = owner.card("pm_card_visa")
-    grant(refill, owner, 30_000_000)
-    owner.auto_reload(
-        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
-    )
+    arm(refill, owner, "pm_card_visa")
     lost = _lose_first_answer(refill, stripe_gateway, localstripe, reach=reach)
 
     owner.use("10.01", "call-1")
@@ -269,11 +250,7 @@ def test_a_lost_answer_is_settled_exactly_once_by_webhook_and_reconciler_in_eith
     client: TestClient,
     webhook_first: bool,
 ) -> None:
-    card = owner.card("pm_card_visa")
-    grant(refill, owner, 30_000_000)
-    owner.auto_reload(
-        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
-    )
+    arm(refill, owner, "pm_card_visa")
     _lose_first_answer(refill, stripe_gateway, localstripe, reach=True)
     owner.use("10.01", "call-1")
     [intent] = intents_of(localstripe, owner)
@@ -299,13 +276,9 @@ def test_many_processors_racing_for_one_reload_make_one_payment_intent(
     owner: Owner, refill: Refill, localstripe: LocalStripe, gateway: RecordingGateway
 ) -> None:
     # localstripe ignores idempotency keys, so this is the engine's own guarantee.
-    card = owner.card("pm_card_visa")
-    grant(refill, owner, 30_000_000)
     queued: list[str] = []
     refill.db.on_new_reload_attempt = queued.append
-    owner.auto_reload(
-        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
-    )
+    arm(refill, owner, "pm_card_visa")
     owner.use("10.01", "call-1")
     [attempt_id] = queued
 
@@ -345,11 +318,7 @@ def test_a_reload_waiting_for_authentication_fails_when_stripe_reports_it_failed
     intent_change: dict[str, Any],
     code: str,
 ) -> None:
-    card = owner.card(localstripe.card("4000002500003155"))
-    grant(refill, owner, 30_000_000)
-    owner.auto_reload(
-        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
-    )
+    arm(refill, owner, localstripe.card("4000002500003155"))
     owner.use("10.01", "call-1")
     [intent] = intents_of(localstripe, owner)
 
@@ -364,11 +333,7 @@ def test_a_reload_waiting_for_authentication_fails_when_stripe_reports_it_failed
 def test_a_badly_signed_webhook_is_rejected_and_changes_nothing(
     owner: Owner, refill: Refill, localstripe: LocalStripe, client: TestClient
 ) -> None:
-    card = owner.card(localstripe.card("4000002500003155"))
-    grant(refill, owner, 30_000_000)
-    owner.auto_reload(
-        enabled=True, threshold="20.00", reload_amount="50.00", payment_method_id=card
-    )
+    arm(refill, owner, localstripe.card("4000002500003155"))
     owner.use("10.01", "call-1")
     [intent] = intents_of(localstripe, owner)
     body = json.dumps(

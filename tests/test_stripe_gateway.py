@@ -17,20 +17,12 @@ from refill.errors import GatewayUnavailable, InvalidPaymentMethod, InvalidWebho
 from refill.gateway.base import ChargeRequest, ChargeStatus
 from refill.gateway.stripe import StripeGateway, charge_result_from_payment_intent
 from refill.reload import DeclineClass, ReloadPolicy
-from tests.stripe_peer import API_KEY, LocalStripe, LostAnswer
-
-WEBHOOK_SECRET = "whsec_test_" + "0" * 24
+from tests.stripe_peer import API_KEY, WEBHOOK_SECRET, LocalStripe, LostAnswer, gateway_on
 
 
 @pytest.fixture
 def gw(localstripe: LocalStripe) -> StripeGateway:
-    return StripeGateway(
-        API_KEY,
-        publishable_key="pk_test_refill_suite",
-        webhook_secret=WEBHOOK_SECRET,
-        api_base=localstripe.base,
-        max_network_retries=0,
-    )
+    return gateway_on(localstripe)
 
 
 @pytest.fixture
