@@ -178,6 +178,8 @@ transfers = Table(
     UniqueConstraint("agency_id", "kind", "reference", name="uq_transfers_reference"),
 )
 Index("ix_transfers_agency_newest", transfers.c.agency_id, transfers.c.id)
+# The billing page's balance chart: "the last transfer before hour H" is one seek (0004).
+Index("ix_transfers_agency_created", transfers.c.agency_id, transfers.c.created_at)
 Index("ix_transfers_debit", transfers.c.debit_account_id, transfers.c.id)
 Index("ix_transfers_credit", transfers.c.credit_account_id, transfers.c.id)
 

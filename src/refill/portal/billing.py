@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, DateTime, Select, bindparam, func, select
+from sqlalchemy.dialects import postgresql
 
 from refill.db.database import Database, Tx
-from refill.db.schema import reload_attempts, subteams, transfers
+from refill.db.schema import UTCDateTime, accounts, reload_attempts, subteams, transfers
+from refill.ids import wallet_id_for
 
 WINDOW = timedelta(days=30)
 
@@ -49,46 +51,62 @@ class BalanceHistory:
     reloads: list[ReloadMark]
 
 
-def _hour_bucket(tx: Tx) -> object:
+def _whole_hours(since: datetime, until: datetime) -> list[datetime]:
+    """The whole hours strictly between ``since`` and ``until``."""
+    hour = since.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    hours = []
+    while hour < until:
+        hours.append(hour)
+        hour += timedelta(hours=1)
+    return hours
+
+
+def _seek(agency_id: str, before: ColumnElement[datetime]) -> Select[int]:
+    """The wallet's balance just before a moment: the last transfer's
+    ``wallet_balance_after``, one seek on ix_transfers_agency_created."""
+    return (
+        select(transfers.c.wallet_balance_after)
+        .where(transfers.c.agency_id == agency_id, transfers.c.created_at < before)
+        .order_by(transfers.c.created_at.desc(), transfers.c.id.desc())
+        .limit(1)
+    )
+
+
+def _balances_before(tx: Tx, agency_id: str, moments: list[datetime]) -> list[int]:
+    """The wallet's balance just before each moment (0 before its first transfer).
+
+    One index seek per moment, so the cost follows the number of points (~720), not the
+    number of transfers: a wallet with 100k usage events a month costs the same.
+    """
     if tx.dialect == "postgresql":
-        return func.date_trunc("hour", transfers.c.created_at)
-    return func.strftime("%Y-%m-%d %H", transfers.c.created_at)
+        # One round trip: the moments as an array, each with a correlated LIMIT 1 seek.
+        given = (
+            func.unnest(
+                bindparam("moments", moments, type_=postgresql.ARRAY(DateTime(timezone=True)))
+            )
+            .table_valued("at", with_ordinality="n")
+            .render_derived(name="moment")
+        )
+        balance = _seek(agency_id, given.c.at).scalar_subquery()
+        rows = tx.conn.execute(select(balance).select_from(given).order_by(given.c.n)).scalars()
+        return [int(value or 0) for value in rows]
+    # SQLite runs in this process: one cached prepared statement per moment costs microseconds.
+    seek = _seek(agency_id, bindparam("at", type_=UTCDateTime()))
+    return [int(tx.conn.execute(seek, {"at": moment}).scalar() or 0) for moment in moments]
 
 
 def balance_history(db: Database, *, agency_id: str) -> BalanceHistory:
-    """The wallet's balance after its last movement of each hour of the window, the
-    balance it entered the window with, and the reloads of the window."""
+    """The wallet's balance at the start of the window, at every whole hour since, and
+    now; and the reloads of the window (with the balance each credit left)."""
 
     def work(tx: Tx) -> BalanceHistory:
         until = tx.now
         since = until - WINDOW
-        in_window = (transfers.c.agency_id == agency_id) & (transfers.c.created_at >= since)
-        last_of_hour = (
-            select(func.max(transfers.c.id)).where(in_window).group_by(_hour_bucket(tx))  # type: ignore[arg-type]
-        )
-        rows = tx.conn.execute(
-            select(transfers.c.created_at, transfers.c.wallet_balance_after)
-            .where(transfers.c.id.in_(last_of_hour))
-            .order_by(transfers.c.id)
-        ).all()
-        opening = tx.conn.execute(
-            select(transfers.c.wallet_balance_after)
-            .where(transfers.c.agency_id == agency_id, transfers.c.created_at < since)
-            .order_by(transfers.c.id.desc())
-            .limit(1)
-        ).scalar()
-        points = [BalancePoint(since, int(opening or 0))]
-        points += [BalancePoint(row.created_at, int(row.wallet_balance_after)) for row in rows]
-        points.append(BalancePoint(until, points[-1].balance))
-        credit = (
-            select(transfers.c.reference, transfers.c.wallet_balance_after)
-            .where(
-                transfers.c.agency_id == agency_id,
-                transfers.c.kind.in_(("auto_reload", "manual_reload")),
-                transfers.c.created_at >= since,
-            )
-            .subquery()
-        )
+        moments = [since, *_whole_hours(since, until)]
+        balances = _balances_before(tx, agency_id, moments)
+        points = [BalancePoint(at, balance) for at, balance in zip(moments, balances, strict=True)]
+        points.append(BalancePoint(until, _balance_now(tx, agency_id)))
+        credit = transfers.alias("credit")
         marks = tx.conn.execute(
             select(
                 reload_attempts.c.updated_at,
@@ -97,7 +115,13 @@ def balance_history(db: Database, *, agency_id: str) -> BalanceHistory:
                 reload_attempts.c.trigger,
                 credit.c.wallet_balance_after,
             )
-            .outerjoin(credit, credit.c.reference == reload_attempts.c.id)
+            # The credit's reference is the attempt's id: a unique-index lookup per reload.
+            .outerjoin(
+                credit,
+                (credit.c.agency_id == reload_attempts.c.agency_id)
+                & credit.c.kind.in_(("auto_reload", "manual_reload"))
+                & (credit.c.reference == reload_attempts.c.id),
+            )
             .where(
                 reload_attempts.c.agency_id == agency_id,
                 reload_attempts.c.created_at >= since,
@@ -122,6 +146,15 @@ def balance_history(db: Database, *, agency_id: str) -> BalanceHistory:
         )
 
     return db.read(work)
+
+
+def _balance_now(tx: Tx, agency_id: str) -> int:
+    return int(
+        tx.conn.execute(
+            select(accounts.c.balance).where(accounts.c.id == wallet_id_for(agency_id))
+        ).scalar()
+        or 0
+    )
 
 
 def usage_by_subteam(db: Database, *, agency_id: str) -> list[SubteamUsage]:
