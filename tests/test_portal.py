@@ -3,7 +3,10 @@ sessions, CSRF, roles, isolation between agencies, and forms that work without J
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 from dataclasses import dataclass
 
 import pytest
@@ -11,8 +14,11 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from refill import services
+from refill.api.app import create_app
 from refill.bootstrap import Refill
+from refill.db.schema import agencies
 from refill.portal import auth
+from tests.test_cli import REFILL, count_rows
 
 PASSWORD = "correct horse battery"
 
@@ -45,6 +51,19 @@ def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> Respons
         "/portal/login",
         data={"email": email, "password": password, "csrf_token": hidden_csrf(form.text)},
         follow_redirects=False,
+    )
+
+
+def run_cli(
+    args: list[str], database_url: str, *, stdin: str, extra: list[str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [REFILL, *args, *extra],
+        env={**os.environ, "REFILL_DATABASE_URL": database_url},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -372,3 +391,227 @@ def test_the_history_lists_reloads_and_top_ups_newest_first_and_pages(
         r'class="num">(\d+\.\d\d) USD', second.split('id="history-h"')[1].split("</table>")[0]
     )
     assert rest == ["7.00", "6.00", "5.00"]
+
+
+def state_of(refill: Refill, agency: Agency) -> tuple[object, ...]:
+    """What a refused change must leave as it was: balance, settings, cards, audit log."""
+    wallet = settings_of(refill, agency)
+    cards = services.list_payment_methods(refill.db, agency_id=agency.id).data
+    audit = services.list_audit_log(refill.db, agency_id=agency.id, limit=100).data
+    return wallet.balance, wallet.auto_reload, [c.id for c in cards], len(audit)
+
+
+def test_a_post_on_a_tls_request_sets_a_secure_session_cookie(refill: Refill) -> None:
+    agency = make_agency(refill)
+    with TestClient(create_app(refill), base_url="https://portal.test") as secure_client:
+        response = sign_in(secure_client, agency.owner_email)
+
+    cookie = next(c for c in response.headers.get_list("set-cookie") if "refill_session" in c)
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+
+
+def test_sign_in_is_also_limited_per_client_address_across_e_mails(
+    refill: Refill, client: TestClient
+) -> None:
+    agency = make_agency(refill)
+    for n in range(auth.MAX_FAILURES * 4):  # four times the per-e-mail limit, spread out
+        assert sign_in(client, f"guess{n}@acme-voice.test", "wrong password!!").status_code == 401
+
+    response = sign_in(client, agency.owner_email)  # right password, same address
+
+    assert response.status_code == 429
+    assert "refill_session" not in response.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        pytest.param("/portal/team/billing/credits", {"amount": "30.00"}, id="add-credits"),
+        pytest.param(
+            "/portal/team/billing/auto-reload",
+            {"enabled": "on", "threshold": "20.00", "reload_amount": "50.00"},
+            id="auto-reload",
+        ),
+        pytest.param(
+            "/portal/team/billing/payment-methods", {"token": "pm_card_visa"}, id="add-card"
+        ),
+        pytest.param("/portal/team/billing/payment-methods/{card}/remove", {}, id="remove-card"),
+        pytest.param(
+            "/portal/team/members",
+            {"email": "new@acme.test", "role": "admin", "password": PASSWORD},
+            id="add-member",
+        ),
+        pytest.param("/portal/team/members/{owner}/remove", {}, id="remove-owner"),
+    ],
+)
+def test_a_member_is_refused_every_change_with_403_and_nothing_changes(
+    owner: Agency, refill: Refill, client: TestClient, path: str, data: dict[str, str]
+) -> None:
+    card, _ = services.save_payment_method(
+        refill.db, refill.gateway, agency_id=owner.id, token="pm_card_visa", actor="test"
+    )
+    owner_id = auth.list_members(refill.db, agency_id=owner.id)[0].user_id
+    auth.add_member(
+        refill.db,
+        agency_id=owner.id,
+        email="viewer@acme.test",
+        role="member",
+        password=PASSWORD,
+        actor="test",
+    )
+    client.cookies.clear()
+    assert sign_in(client, "viewer@acme.test").status_code == 303
+    before = state_of(refill, owner)
+
+    response = post(
+        client, path.format(card=card.id, owner=owner_id), {"payment_method_id": card.id, **data}
+    )
+
+    assert response.status_code == 403
+    assert "text/html" in response.headers["content-type"] and "read-only" in response.text
+    assert state_of(refill, owner) == before
+    assert len(auth.list_members(refill.db, agency_id=owner.id)) == 2
+    assert services.list_reloads(refill.db, agency_id=owner.id).data == []
+
+
+def test_ids_of_another_agency_in_urls_and_forms_reach_nothing_of_it(
+    owner: Agency, refill: Refill, client: TestClient
+) -> None:
+    other = make_agency(refill, "Other Agency")
+    their_card, _ = services.save_payment_method(
+        refill.db, refill.gateway, agency_id=other.id, token="pm_card_visa", actor="test"
+    )
+    their_owner = auth.list_members(refill.db, agency_id=other.id)[0].user_id
+    before = state_of(refill, other)
+
+    answers = [
+        client.get(f"/portal/team/billing?agency_id={other.id}").text,
+        post(client, f"/portal/team/members/{their_owner}/remove", {}).status_code,
+        post(
+            client,
+            "/portal/team/billing/auto-reload",
+            {
+                "enabled": "on",
+                "threshold": "20.00",
+                "reload_amount": "50.00",
+                "payment_method_id": their_card.id,
+            },
+        ).status_code,
+        post(client, "/portal/team/switch", {"agency_id": other.id}).status_code,
+    ]
+
+    page, removed, saved, switched = answers
+    assert "Acme Voice" in page and "Other Agency" not in page and their_card.id not in page
+    assert (removed, saved, switched) == (404, 422, 404)
+    assert state_of(refill, other) == before
+    assert len(auth.list_members(refill.db, agency_id=other.id)) == 1
+    assert settings_of(refill, owner).auto_reload.status == "off"
+
+
+def test_a_user_of_two_agencies_switches_between_them_and_never_to_a_third(
+    owner: Agency, refill: Refill, client: TestClient
+) -> None:
+    second = make_agency(refill, "Second Agency")
+    third = make_agency(refill, "Third Agency")
+    auth.add_member(
+        refill.db,
+        agency_id=second.id,
+        email=owner.owner_email,
+        role="member",
+        password=None,
+        actor="test",
+    )
+
+    page = client.get("/portal/team/billing").text
+    switched = post(client, "/portal/team/switch", {"agency_id": second.id})
+    on_second = client.get("/portal/team/billing").text
+    refused = post(client, "/portal/team/switch", {"agency_id": third.id})
+
+    assert 'label for="switch-agency">Agency<' in page and "Second Agency" in page
+    assert "Third Agency" not in page
+    assert (switched.status_code, switched.headers["location"]) == (303, "/portal/team/billing")
+    assert "Second Agency · owner@acme-voice.test (member)" in on_second
+    assert "read-only access" in on_second
+    assert refused.status_code == 404 and "not a member of that agency" in refused.text
+    session = auth.session_for(refill.db, client.cookies.get("refill_session"))
+    assert session is not None and session.agency_id == second.id
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        pytest.param("GET", "/portal/team/nowhere", 404, id="unknown-page"),
+        pytest.param("GET", "/portal/logout", 405, id="wrong-method"),
+        pytest.param("POST", "/portal/team/billing", 405, id="post-to-a-page"),
+    ],
+)
+def test_a_refusal_under_portal_is_a_page_while_the_api_keeps_problem_json(
+    owner: Agency, client: TestClient, method: str, path: str, status: int
+) -> None:
+    page = client.request(method, path)
+    api = client.request(method, path.replace("/portal", "/v1"))
+
+    assert page.status_code == status
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<p class="error" role="alert">' in page.text and "Back to billing" in page.text
+    assert api.headers["content-type"] == "application/problem+json"
+
+
+def test_adding_credits_with_a_declined_card_says_so_and_credits_nothing(
+    owner: Agency, refill: Refill, client: TestClient
+) -> None:
+    post(client, "/portal/team/billing/payment-methods", {"token": "pm_card_chargeCustomerFail"})
+    [card] = services.list_payment_methods(refill.db, agency_id=owner.id).data
+
+    response = post(
+        client, "/portal/team/billing/credits", {"amount": "30.00", "payment_method_id": card.id}
+    )
+
+    assert response.status_code == 402
+    assert "The card was declined: Your card was declined. Nothing was charged." in response.text
+    assert settings_of(refill, owner).balance == 0
+    [attempt] = services.list_reloads(refill.db, agency_id=owner.id).data
+    assert (attempt.trigger, attempt.status) == ("manual", "failed")
+
+
+def test_cli_creates_the_owner_with_the_password_from_stdin_and_they_can_sign_in(
+    db_url: str, refill: Refill, client: TestClient
+) -> None:
+    created = run_cli(
+        ["agency", "create", "--name", "Cli Agency", "--owner-email", "Boss@Cli.test"],
+        db_url,
+        stdin=PASSWORD + "\n",
+        extra=["--password-stdin", "--json"],
+    )
+
+    assert created.returncode == 0, created.stderr
+    out = json.loads(created.stdout)
+    assert out["owner_email"] == "boss@cli.test" and out["api_key"]
+    assert PASSWORD not in created.stdout + created.stderr
+    assert sign_in(client, "boss@cli.test").status_code == 303
+    [member] = auth.list_members(refill.db, agency_id=out["agency_id"])
+    assert member.role == "owner"
+
+
+@pytest.mark.parametrize(
+    ("extra", "stdin", "words"),
+    [
+        pytest.param([], PASSWORD + "\n", "--owner-email needs --password-stdin", id="no-stdin"),
+        pytest.param(
+            ["--password-stdin"], "short\n", "at least 12 characters", id="short-password"
+        ),
+    ],
+)
+def test_cli_refuses_an_owner_without_a_good_password_and_creates_no_agency(
+    db_url: str, extra: list[str], stdin: str, words: str
+) -> None:
+    created = run_cli(
+        ["agency", "create", "--name", "Cli Agency", "--owner-email", "boss@cli.test"],
+        db_url,
+        stdin=stdin,
+        extra=extra,
+    )
+
+    assert created.returncode != 0
+    assert words in " ".join(created.stderr.split())
+    assert count_rows(db_url, agencies) == 0

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from refill import services
 from refill.bootstrap import Refill
 from refill.db.schema import agencies
-from refill.errors import InsufficientCredits
+from refill.errors import InsufficientCredits, NotFound
 from refill.money import format_amount, parse_amount
 from refill.portal import auth
 from refill.reload import SettingsChange
@@ -53,7 +53,17 @@ def seed_demo(refill: Refill) -> DemoAgency:
     if existing is not None:
         key = services.create_owner_key(db, agency_id=existing)
         subteams = services.list_subteams(db, agency_id=existing)
-        auth.set_password(db, email=DEMO_OWNER, password=password)
+        try:
+            auth.set_password(db, email=DEMO_OWNER, password=password)
+        except NotFound:  # a demo database from before the billing page had users
+            auth.add_member(
+                db,
+                agency_id=existing,
+                email=DEMO_OWNER,
+                role="owner",
+                password=password,
+                actor="cli",
+            )
         return DemoAgency(
             existing, key.secret, tuple(t.id for t in subteams.data), DEMO_OWNER, password
         )

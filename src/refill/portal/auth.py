@@ -304,11 +304,17 @@ def sign_in(db: Database, *, email: str, password: str, client_ip: str) -> str:
             ).scalar()
         )
     if found is None or not ok or agency_id is None:
-        db.write(
-            lambda tx: tx.conn.execute(
+
+        def record_failure(tx: Tx) -> None:
+            tx.conn.execute(
                 insert(login_failures).values(email=email, client_ip=client_ip, created_at=tx.now)
             )
-        )
+            # Older failures count for nothing: the table holds one window at most.
+            tx.conn.execute(
+                delete(login_failures).where(login_failures.c.created_at <= tx.now - LOCKOUT)
+            )
+
+        db.write(record_failure)
         raise Unauthenticated("the e-mail or the password is wrong", code="sign_in_failed")
     token = secrets.token_urlsafe(32)
 
@@ -330,12 +336,17 @@ def sign_in(db: Database, *, email: str, password: str, client_ip: str) -> str:
 
 
 def session_for(db: Database, token: str | None) -> PortalSession | None:
-    """The live session of a cookie token (and note that it was used), or None."""
+    """The live session of a cookie token (and note that it was used), or None.
+
+    A read transaction: the page polls every few seconds, and a write (ending an expired
+    session, or noting its use at most once a minute) happens only when there is one.
+    """
     if not token or len(token) > 128:
         return None
     digest = _digest(token)
 
-    def work(tx: Tx) -> PortalSession | None:
+    # What to write after the read, if anything: "end" (expired) or "touch" (seen again).
+    def look(tx: Tx) -> tuple[PortalSession | None, Literal["end", "touch"] | None]:
         row = tx.conn.execute(
             select(
                 portal_sessions.c.user_id,
@@ -357,25 +368,70 @@ def session_for(db: Database, token: str | None) -> PortalSession | None:
             .where(portal_sessions.c.id == digest, portal_sessions.c.ended_at.is_(None))
         ).one_or_none()
         if row is None:
-            return None
+            return None, None
         if tx.now - row.last_seen_at > IDLE or tx.now - row.created_at > LIFETIME:
-            tx.conn.execute(
-                update(portal_sessions)
-                .where(portal_sessions.c.id == digest)
-                .values(ended_at=tx.now)
-            )
-            return None
-        if tx.now - row.last_seen_at > timedelta(minutes=1):  # one write a minute at most
-            tx.conn.execute(
-                update(portal_sessions)
-                .where(portal_sessions.c.id == digest)
-                .values(last_seen_at=tx.now)
-            )
-        return PortalSession(
+            return None, "end"
+        session = PortalSession(
             row.user_id, row.email, row.agency_id, row.name, row.role, row.csrf_token
         )
+        return session, "touch" if tx.now - row.last_seen_at > timedelta(minutes=1) else None
 
-    return db.write(work)
+    session, then = db.read(look)
+    if then is not None:
+        column = "ended_at" if then == "end" else "last_seen_at"
+        db.write(
+            lambda tx: tx.conn.execute(
+                update(portal_sessions)
+                .where(portal_sessions.c.id == digest, portal_sessions.c.ended_at.is_(None))
+                .values({column: tx.now})
+            )
+        )
+    return session
+
+
+def agencies_of(db: Database, *, user_id: str) -> list[tuple[str, str]]:
+    """The (id, name) of every agency the user belongs to, by name."""
+
+    def work(tx: Tx) -> list[tuple[str, str]]:
+        rows = tx.conn.execute(
+            select(agencies.c.id, agencies.c.name)
+            .join(memberships, memberships.c.agency_id == agencies.c.id)
+            .where(memberships.c.user_id == user_id)
+            .order_by(agencies.c.name, agencies.c.id)
+        ).all()
+        return [(row.id, row.name) for row in rows]
+
+    return db.read(work)
+
+
+def switch_agency(db: Database, token: str, *, agency_id: str) -> None:
+    """Point the session at another agency of the same user; any other agency is refused
+    with ``NotFound`` (whether it exists or not) and the session stays where it was."""
+    digest = _digest(token)
+
+    def work(tx: Tx) -> None:
+        user_id = tx.conn.execute(
+            select(portal_sessions.c.user_id).where(
+                portal_sessions.c.id == digest, portal_sessions.c.ended_at.is_(None)
+            )
+        ).scalar()
+        member = (
+            user_id is not None
+            and tx.conn.execute(
+                select(memberships.c.role).where(
+                    memberships.c.user_id == user_id, memberships.c.agency_id == agency_id
+                )
+            ).scalar()
+        )
+        if not member:
+            raise NotFound("you are not a member of that agency", code="agency_not_found")
+        tx.conn.execute(
+            update(portal_sessions)
+            .where(portal_sessions.c.id == digest)
+            .values(agency_id=agency_id, last_seen_at=tx.now)
+        )
+
+    db.write(work)
 
 
 def sign_out(db: Database, token: str) -> None:

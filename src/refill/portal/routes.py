@@ -59,6 +59,18 @@ NOTICES = {
 
 RAIL_NAMES = {"daily_limit": "daily reload limit", "monthly_cap": "monthly spending cap"}
 
+PROBLEM = "application/problem+json"
+
+
+def _plain_status(status: int) -> str:
+    if status == 404:
+        return "There is no such page."
+    if status == 405:
+        return "This address does not take that kind of request."
+    if status < 500:
+        return "The request was not understood. Go back and try again."
+    return "Something went wrong on our side. Try again in a minute."
+
 
 class SignInNeeded(Exception):
     """No live session: browsers are sent to the sign-in page."""
@@ -142,18 +154,30 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
         )
 
     # Scripts only from the app (and Stripe.js in Stripe mode); no inline script or style.
-    stripe_js = "https://js.stripe.com" if stripe_mode else ""
-    frames = stripe_js or "'none'"
+    # Stripe.js needs its iframes (js, hooks) and its API (Stripe's published CSP list).
+    stripe_js = " https://js.stripe.com" if stripe_mode else ""
+    frames = "https://js.stripe.com https://hooks.stripe.com" if stripe_mode else "'none'"
+    stripe_api = " https://api.stripe.com" if stripe_mode else ""
     csp = (
-        f"default-src 'self'; script-src 'self' {stripe_js}; "
-        f"frame-src {frames}; connect-src 'self'; img-src 'self' data:; "
+        f"default-src 'self'; script-src 'self'{stripe_js}; "
+        f"frame-src {frames}; connect-src 'self'{stripe_api}; img-src 'self' data:; "
         "style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
 
     @app.middleware("http")
     async def _portal_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
-        if request.url.path.startswith("/portal"):
+        portal = request.url.path.startswith("/portal")
+        if portal and response.headers.get("content-type", "").startswith(PROBLEM):
+            # The portal's own refusals are pages already; what is left (an unknown address,
+            # a wrong method, a malformed request) came from the API's problem+json handlers.
+            response = templates.TemplateResponse(
+                request,
+                "error.html",
+                {"message": _plain_status(response.status_code), "status": response.status_code},
+                status_code=response.status_code,
+            )
+        if portal:
             response.headers["Content-Security-Policy"] = csp
             response.headers["X-Frame-Options"] = "DENY"
             response.headers["X-Content-Type-Options"] = "nosniff"
@@ -190,18 +214,19 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
         *,
         forms: dict[str, FormState] | None = None,
         notice: str | None = None,
+        full_page: bool = True,
     ) -> dict[str, Any]:
         wallet = services.get_wallet(db, refill.policy, agency_id=session.agency_id)
         zone = zone_of(session.agency_id)
         now = db.clock.now()
         cards = services.list_payment_methods(db, agency_id=session.agency_id, limit=100).data
-        soon = now + timedelta(days=30)
         card_rows = [
             {
                 "card": card,
                 "expired": card.is_expired(now),
+                # A card works to the end of its expiry month: flag the last 30 days of it.
                 "expires_soon": not card.is_expired(now)
-                and (card.exp_year, card.exp_month) <= (soon.year, soon.month),
+                and card.is_expired(now + timedelta(days=30)),
                 "in_use": card.id == wallet.auto_reload.payment_method_id,
             }
             for card in cards
@@ -243,7 +268,9 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
             "cards": card_rows,
             "history": history,
             "cursor": cursor,
-            "usage": billing.usage_by_subteam(db, agency_id=session.agency_id),
+            # A month of usage summed: on the full page, not on every refresh of the live part.
+            "usage": billing.usage_by_subteam(db, agency_id=session.agency_id) if full_page else [],
+            "agencies": auth.agencies_of(db, user_id=session.user_id) if full_page else [],
             # Inside <script type="application/json">: "</" must not close the element.
             "chart_json": json.dumps(chart_json).replace("</", "<\\/"),
             "when": lambda moment: when(moment, zone),
@@ -288,7 +315,7 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
     @router.get("/team/billing/live")
     def billing_live(request: Request, session: Signed, cursor: str | None = None) -> HTMLResponse:
         try:
-            context = billing_context(session, cursor)
+            context = billing_context(session, cursor, full_page=False)
         except ValidationFailed as exc:
             raise PortalRefused(400, exc.message) from None
         return templates.TemplateResponse(request, "_live.html", context)
@@ -319,10 +346,10 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
             form.errors[field] = _plain(exc, field)
             return render_billing(request, session, status=exc.status, forms={"credits": form})
         if attempt.status == "failed":
-            form.message = (
-                "The card was declined: "
-                f"{attempt.failure_message or attempt.failure_code}. Nothing was charged."
+            reason = (attempt.failure_message or attempt.failure_code or "no reason given").rstrip(
+                "."
             )
+            form.message = f"The card was declined: {reason}. Nothing was charged."
             return render_billing(request, session, status=402, forms={"credits": form})
         return back("credits_added" if attempt.status == "succeeded" else "credits_waiting")
 
@@ -459,6 +486,7 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
                 "notice": NOTICES.get(notice or ""),
                 "roles": auth.ROLES,
                 "min_password": auth.MIN_PASSWORD_LENGTH,
+                "agencies": auth.agencies_of(db, user_id=session.user_id),
             },
             status_code=status,
         )
@@ -512,6 +540,22 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
             form = FormState(message=f"Not removed: {exc.message}.")
             return render_members(request, session, status=exc.status, form=form)
         return RedirectResponse("/portal/team/members?notice=member_removed", status_code=303)
+
+    @router.post("/team/switch")
+    def switch_agency(
+        request: Request,
+        session: Signed,
+        agency_id: Annotated[str, Form()] = "",
+        csrf_token: Annotated[str | None, Form()] = None,
+    ) -> Response:
+        """Open another agency of the same user (members too: it changes no agency)."""
+        if not auth.csrf_ok(session.csrf_token, csrf_token):
+            raise PortalRefused(403, "This form has expired. Reload the page and try again.")
+        try:
+            auth.switch_agency(db, request.cookies.get(SESSION_COOKIE, ""), agency_id=agency_id)
+        except RefillError:
+            raise PortalRefused(404, "You are not a member of that agency.") from None
+        return RedirectResponse("/portal/team/billing", status_code=303)
 
     # --- sign-in -------------------------------------------------------------------------
 

@@ -78,7 +78,10 @@
     document.getElementById("stripe-add").addEventListener("click", function () {
       fetch("/portal/team/billing/card-setup", { method: "POST", credentials: "same-origin",
         headers: { "X-CSRF-Token": box.getAttribute("data-csrf") } })
-        .then(function (r) { return r.json(); })
+        .then(function (r) {
+          var json = (r.headers.get("Content-Type") || "").indexOf("json") >= 0;
+          return json ? r.json() : { error: "Reload the page and try again." };
+        })
         .then(function (setup) {
           if (setup.error) { errors.textContent = setup.error; return; }
           var stripe = Stripe(setup.publishable_key);
