@@ -471,6 +471,21 @@ def test_serve_demo_logs_a_succeeded_auto_reload_within_a_minute_and_prints_a_wo
         )
         assert any(r["status"] == "succeeded" and r["amount"] == "50.00" for r in auto_reloads(api))
 
+    # The billing page opens with the e-mail and password printed next to the URL.
+    login = re.search(r"sign in:\s*(\S+@\S+) / (\S+)", printed)
+    assert login, f"no demo sign-in printed:\n{server.output}"
+    with httpx.Client(base_url=server.base, timeout=10) as browser:
+        form = browser.get("/portal/login").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert token, form
+        signed_in = browser.post(
+            "/portal/login",
+            data={"email": login[1], "password": login[2], "csrf_token": token[1]},
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        page = browser.get("/portal/team/billing")
+        assert page.status_code == 200 and "Demo Agency" in page.text
+
     # SIGTERM is a graceful shutdown (uvicorn re-raises the signal once it is done).
     server.stop()
     assert server.proc.returncode in (0, -signal.SIGTERM), server.output

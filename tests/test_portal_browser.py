@@ -8,14 +8,13 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.test_e2e_serve import REFILL, Server
+from tests.test_e2e_serve import REFILL, Server, call, client
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -49,30 +48,44 @@ def screenshots(request: pytest.FixtureRequest) -> Iterator[list[Page]]:
     for number, page in enumerate(pages):
         if not page.is_closed():
             page.screenshot(path=str(folder / f"page-{number}.png"), full_page=True)
+        page.context.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """One `refill serve` on a fresh SQLite file for the module; each test has its agency."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('portal') / 'portal.db'}"
+    env = {**os.environ, "REFILL_DATABASE_URL": url}
+    subprocess.run([REFILL, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
+    server = Server(url)
+    try:
+        server.wait_ready()
+        yield server, url
+    finally:
+        server.stop()
 
 
 @pytest.fixture
-def agency(start_server: Callable[..., Server], tmp_path: Path) -> tuple[Server, str, str]:
-    """A server on a fresh SQLite file, and an agency made with the real CLI, whose owner
-    password arrives on stdin. Returns the server, the owner's e-mail and API key."""
-    url = f"sqlite:///{tmp_path / 'portal.db'}"
-    env = {**os.environ, "REFILL_DATABASE_URL": url}
-    subprocess.run([REFILL, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
+def agency(served: tuple[Server, str], request: pytest.FixtureRequest) -> tuple[Server, str, str]:
+    """An agency made with the real CLI, whose owner password arrives on stdin.
+    Returns the server, the owner's e-mail and the owner's API key."""
+    server, url = served
+    email = f"Owner@{request.node.name.replace('_', '-')[:40]}.test"
     created = subprocess.run(
         [
             *(REFILL, "agency", "create", "--name", "Browser Agency", "--json"),
-            *("--owner-email", "Owner@Browser.test", "--password-stdin"),
+            *("--owner-email", email, "--password-stdin"),
         ],
         input=PASSWORD + "\n",
-        env=env,
+        env={**os.environ, "REFILL_DATABASE_URL": url},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert created.returncode == 0, created.stderr
     out = json.loads(created.stdout)
-    assert out["owner_email"] == "owner@browser.test"
-    return start_server(url), out["owner_email"], out["api_key"]
+    assert out["owner_email"] == email.lower()
+    return server, out["owner_email"], out["api_key"]
 
 
 def signed_in(browser: Browser, server: Server, email: str, shots: list[Page]) -> Page:
@@ -85,12 +98,6 @@ def signed_in(browser: Browser, server: Server, email: str, shots: list[Page]) -
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
     return page
-
-
-def api(server: Server, key: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.base, headers={"Authorization": f"Bearer {key}"}, timeout=10
-    )
 
 
 def add_card(page: Page, card_name: str) -> None:
@@ -123,15 +130,21 @@ def test_an_owner_sets_up_auto_reload_and_watches_the_reload_arrive_without_relo
     expect(page.get_by_test_id("service")).to_have_text("Subteams can take calls")
     expect(page.get_by_test_id("auto-reload-status")).to_contain_text("Auto-reload is on")
 
-    with api(server, key) as client:
-        subteam = client.post("/v1/subteams", json={"name": "Sales"}).json()["id"]
-        used = client.post(
-            "/v1/usage", json={"subteam_id": subteam, "amount": "2.00", "reference": "call-1"}
-        )
-        assert used.status_code == 201, used.text
+    with client(server, key) as owner_api:
+        subteam = call(owner_api, "POST", "/v1/subteams", 201, json={"name": "Sales"})["id"]
+        subteam_key = call(owner_api, "POST", f"/v1/subteams/{subteam}/keys", 201)["api_key"]
+    with client(server, subteam_key) as subteam_api:
+        for n in range(3):  # 21.00 -> 20.60 -> 20.20 -> 19.80: below 20.00, a reload
+            call(
+                subteam_api,
+                "POST",
+                "/v1/usage",
+                201,
+                json={"subteam_id": subteam, "amount": "0.40", "reference": f"call-{n}"},
+            )
 
     # No page reload: the page refreshes its live part by itself.
-    expect(page.get_by_test_id("balance")).to_have_text("69.00", timeout=SEEN_WITHIN_MS)
+    expect(page.get_by_test_id("balance")).to_have_text("69.80", timeout=SEEN_WITHIN_MS)
     newest = page.get_by_test_id("reload-row").first
     expect(newest).to_contain_text("Auto-reload")
     expect(newest).to_contain_text("50.00 USD")
