@@ -615,3 +615,25 @@ def test_cli_refuses_an_owner_without_a_good_password_and_creates_no_agency(
     assert created.returncode != 0
     assert words in " ".join(created.stderr.split())
     assert count_rows(db_url, agencies) == 0
+
+
+def test_the_same_add_credits_form_sent_twice_charges_the_card_once(
+    owner: Agency, refill: Refill, client: TestClient
+) -> None:
+    post(client, "/portal/team/billing/payment-methods", {"token": "pm_card_visa"})
+    [card] = services.list_payment_methods(refill.db, agency_id=owner.id).data
+    page = client.get("/portal/team/billing").text
+    form = {
+        "amount": "30.00",
+        "payment_method_id": card.id,
+        "csrf_token": hidden_csrf(page),
+        "request_key": re.findall(r'name="request_key" value="([^"]+)"', page)[0],
+    }
+
+    first = client.post("/portal/team/billing/credits", data=form, follow_redirects=False)
+    again = client.post("/portal/team/billing/credits", data=form, follow_redirects=False)
+
+    assert first.status_code == again.status_code == 303
+    assert settings_of(refill, owner).balance == 30_000_000
+    assert len(services.list_reloads(refill.db, agency_id=owner.id).data) == 1
+    assert len(refill.gateway.calls) == 1  # type: ignore[attr-defined]

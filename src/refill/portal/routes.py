@@ -282,6 +282,8 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
                 for name in ("credits", "auto_reload", "card", "cards")
             },
             "policy": refill.policy,
+            # One key per rendered "Add credits" form: a double submit charges once.
+            "credits_key": secrets.token_urlsafe(18),
         }
 
     def render_billing(
@@ -326,6 +328,7 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
         session: Signed,
         amount: Annotated[str, Form()] = "",
         payment_method_id: Annotated[str, Form()] = "",
+        request_key: Annotated[str, Form()] = "",
         csrf_token: Annotated[str | None, Form()] = None,
     ) -> Response:
         allowed_to_change(session, csrf_token)
@@ -339,7 +342,7 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
                 currency=services.get_agency(db, session.agency_id).currency,
                 amount=parse_amount(amount.strip() or "", field="amount"),
                 payment_method_id=payment_method_id,
-                request_key=None,
+                request_key=f"portal:{request_key.strip()[:64]}" if request_key.strip() else None,
             )
         except RefillError as exc:
             field = _field_of(exc, "amount")
