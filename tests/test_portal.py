@@ -236,6 +236,12 @@ def test_forms_work_without_javascript_and_come_back_with_a_notice(
             "The minimum threshold",
             id="negative",
         ),
+        pytest.param(
+            {"threshold": "20.00", "reload_amount": "50.00", "payment_method_id": ""},
+            "auto-card-error",
+            "Choose a saved payment method to enable auto-reload",
+            id="no-card",
+        ),
     ],
 )
 def test_invalid_settings_are_shown_next_to_their_field_and_change_nothing(
@@ -639,3 +645,32 @@ def test_the_same_add_credits_form_sent_twice_charges_the_card_once(
     assert settings_of(refill, owner).balance == 30_000_000
     assert len(services.list_reloads(refill.db, agency_id=owner.id).data) == 1
     assert len(refill.gateway.calls) == 1  # type: ignore[attr-defined]
+
+
+def test_an_admin_adds_members_and_admins_but_cannot_make_an_owner(
+    owner: Agency, refill: Refill, client: TestClient
+) -> None:
+    auth.add_member(
+        refill.db,
+        agency_id=owner.id,
+        email="admin@acme.test",
+        role="admin",
+        password=PASSWORD,
+        actor="test",
+    )
+    client.cookies.clear()
+    assert sign_in(client, "admin@acme.test").status_code == 303
+    new = {"password": PASSWORD}
+
+    added = post(client, "/portal/team/members", {**new, "email": "m@acme.test", "role": "member"})
+    refused = post(client, "/portal/team/members", {**new, "email": "o@acme.test", "role": "owner"})
+
+    assert added.headers["location"] == "/portal/team/members?notice=member_added"
+    assert refused.status_code == 403
+    assert '<p class="field-error">only an owner can make another owner</p>' in refused.text
+    roles = {m.email: m.role for m in auth.list_members(refill.db, agency_id=owner.id)}
+    assert roles == {
+        owner.owner_email: "owner",
+        "admin@acme.test": "admin",
+        "m@acme.test": "member",
+    }

@@ -22,6 +22,7 @@ from refill.db.schema import UTCDateTime
 from refill.gateway.sandbox import SandboxGateway
 from refill.money import parse_amount
 from refill.portal import auth, billing
+from refill.reload import SettingsChange
 from tests.test_portal import PASSWORD, sign_in
 
 START = datetime(2026, 1, 1, 10, 30, tzinfo=UTC)
@@ -208,3 +209,40 @@ def test_a_session_ends_after_12_hours_idle_or_7_days_in_all(
             page = client.get("/portal/team/billing", follow_redirects=False)
 
     assert page.status_code == (200 if signed_in else 303)
+
+
+def test_a_reload_stopped_by_the_daily_limit_shows_the_rail_and_until_when(world: World) -> None:
+    db = world.refill.db
+    sales = services.create_subteam(db, agency_id=world.agency_id, name="Sales").id
+    card, _ = services.save_payment_method(
+        db, world.refill.gateway, agency_id=world.agency_id, token="pm_card_visa", actor="test"
+    )
+    services.grant_credits(db, agency_id=world.agency_id, amount=25_000_000, reference="g1")
+    services.update_auto_reload(
+        db,
+        world.refill.policy,
+        agency_id=world.agency_id,
+        currency="USD",
+        change=SettingsChange(
+            enabled=True,
+            threshold=20_000_000,
+            reload_amount=10_000_000,
+            payment_method_id=card.id,
+            daily_limit=1,
+        ),
+        actor="test",
+    )
+    world.use(sales, "6.00", "u1")  # 19.00: the day's one reload -> 29.00
+    world.use(sales, "10.00", "u2")  # 19.00 again: the daily limit stops the second
+
+    with TestClient(create_app(world.refill)) as client:
+        assert sign_in(client, world.owner_email).status_code == 303
+        page = client.get("/portal/team/billing").text
+
+    assert (
+        "The last reload was stopped by the daily reload limit until 2026-01-02 00:00 (UTC)."
+        in page
+    )
+    rows = page.split('data-testid="reload-row"')[1:]
+    assert "blocked" in rows[0] and "daily reload limit" in rows[0]
+    assert "succeeded" in rows[1]
