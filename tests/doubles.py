@@ -27,6 +27,7 @@ class RecordingGateway:
 
     inner: PaymentGateway
     calls: list[tuple[ChargeRequest, ChargeResult]] = field(default_factory=list)
+    cancels: list[tuple[ChargeRequest, ChargeResult]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -59,6 +60,12 @@ class RecordingGateway:
 
     def find_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult | None:
         return self.inner.find_charge(request, payment_id)
+
+    def cancel_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult:
+        result = self.inner.cancel_charge(request, payment_id)
+        with self._lock:
+            self.cancels.append((request, result))
+        return result
 
 
 class GatewayTimeout(Exception):

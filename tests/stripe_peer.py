@@ -84,7 +84,24 @@ class LocalStripe:
 
     def card(self, number: str) -> str:
         """A PaymentMethod for a test card number (as Stripe.js would make in the browser)."""
-        method = self.client.v1.payment_methods.create(
+        return self.card_on(self.base, number)
+
+    def payment_intents(self, **metadata: str) -> list[Any]:
+        """Every PaymentIntent localstripe holds whose metadata has these values."""
+        return self.intents_on(self.base, **metadata)
+
+    @staticmethod
+    def _client_for(base: str) -> stripe.StripeClient:
+        return stripe.StripeClient(
+            API_KEY,
+            base_addresses={"api": base},
+            http_client=stripe.HTTPXClient(timeout=10, allow_sync_methods=True),
+        )
+
+    @staticmethod
+    def card_on(base: str, number: str) -> str:
+        """``card`` for a localstripe known only by its address (another process's)."""
+        method = LocalStripe._client_for(base).v1.payment_methods.create(
             params={
                 "type": "card",
                 "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
@@ -92,9 +109,10 @@ class LocalStripe:
         )
         return str(method.id)
 
-    def payment_intents(self, **metadata: str) -> list[Any]:
-        """Every PaymentIntent localstripe holds whose metadata has these values."""
-        found = self.client.v1.payment_intents.list(params={"limit": 100})
+    @staticmethod
+    def intents_on(base: str, **metadata: str) -> list[Any]:
+        """``payment_intents`` for a localstripe known only by its address."""
+        found = LocalStripe._client_for(base).v1.payment_intents.list(params={"limit": 100})
         return [
             intent
             for intent in found.auto_paging_iter()

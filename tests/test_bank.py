@@ -51,7 +51,7 @@ def bank_settings(url: str) -> Settings:
     return Settings(
         database_url=url,
         poll_interval_seconds=0.05,
-        stale_charging_seconds=0.3,
+        charge_lease_seconds=0.5,
         retry_delays_seconds=(0.2, 0.5, 1.0),
     )
 
@@ -79,6 +79,7 @@ def make_agencies(service: Refill, gateway: FaultyGateway) -> list[Agency]:
         }
         services.update_auto_reload(
             service.db,
+            service.gateway,
             service.policy,
             agency_id=agency.id,
             currency="USD",
@@ -88,7 +89,7 @@ def make_agencies(service: Refill, gateway: FaultyGateway) -> list[Agency]:
                 threshold=20_000_000,
                 reload_amount=30_000_000,
                 payment_method_id=cards["pm_card_visa"],
-                daily_limit=1000,
+                daily_limit=50,
             ),
         )
         result.append(Agency(agency.id, subteams, cards))
@@ -137,18 +138,20 @@ def _client_process(
                 )
             elif roll < 0.95:
                 ops["settings"] += 1
+                threshold = rng.randint(0, 40) * 1_000_000
                 services.update_auto_reload(
                     db,
+                    gateway,
                     policy,
                     agency_id=agency.agency_id,
                     currency="USD",
                     actor="test",
                     change=SettingsChange(
                         enabled=rng.random() < 0.9,
-                        threshold=rng.randint(0, 40) * 1_000_000,
-                        reload_amount=rng.randint(5, 60) * 1_000_000,
+                        threshold=threshold,
+                        reload_amount=max(threshold, 4_000_000) + rng.randint(1, 30) * 1_000_000,
                         payment_method_id=agency.cards[rng.choice(TOKENS[:2] * 4 + TOKENS[2:])],
-                        daily_limit=rng.choice([1000] * 7 + [3]),
+                        daily_limit=rng.choice([50] * 7 + [3]),
                         monthly_cap=rng.choice([None] * 7 + [300_000_000]),
                     ),
                 )
@@ -158,7 +161,7 @@ def _client_process(
                 for attempt in page.data:
                     if attempt.status == "requires_action":
                         services.cancel_reload(
-                            db, agency_id=agency.agency_id, attempt_id=attempt.id
+                            db, gateway, policy, agency_id=agency.agency_id, attempt_id=attempt.id
                         )
         except RefillError as exc:
             ops[f"refused:{exc.code}"] += 1
@@ -194,7 +197,6 @@ class ActiveMonitor(threading.Thread):
 def settle(service: Refill) -> None:
     """After the clients stop: reconcile until nothing is in flight or due soon."""
     service.processor.pending_grace = timedelta(0)
-    service.processor.stale_charging_after = timedelta(0)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         service.processor.run_due_work()

@@ -54,6 +54,7 @@ def make_agency(refill: Refill) -> tuple[str, list[str]]:
     services.grant_credits(db, agency_id=agency.id, amount=START, reference="start")
     services.update_auto_reload(
         db,
+        refill.gateway,
         refill.policy,
         agency_id=agency.id,
         currency="USD",

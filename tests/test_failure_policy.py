@@ -252,9 +252,9 @@ def test_requires_action_tells_the_owner_what_to_do_and_never_retries_by_itself(
 def test_daily_limit_blocks_once_until_local_midnight_then_reloads(world: World) -> None:
     world.call("PATCH", "/v1/agency", {"timezone": "America/New_York"})
     world.top_up("25.00")
-    enable(world, "pm_card_visa", daily_limit=2, reload_amount="5.00")
-    for _ in range(3):
-        world.use("6.00")  # each crossing reloads 5.00 while the limit allows
+    enable(world, "pm_card_visa", daily_limit=2, reload_amount="25.00")
+    for amount in ("6.00", "25.00", "25.00"):
+        world.use(amount)  # each crosses 20.00; 25.00 is reloaded while the limit allows
     attempts = world.auto_reloads()
     assert [a["status"] for a in attempts] == ["succeeded", "succeeded", "blocked"]
     blocked = attempts[-1]
@@ -389,9 +389,11 @@ def test_a_stuck_charge_is_reported_once_not_on_every_poller_pass(
     world.use("6.00")
     (attempt,) = world.auto_reloads()
     assert world.refill.db.write(
-        lambda tx: reload.claim_attempt(tx, world.refill.policy, attempt["id"])
+        # A claimer that lives on (its lease holds), whose gateway never answers.
+        lambda tx: reload.claim_attempt(
+            tx, world.refill.policy, attempt["id"], lease=timedelta(days=30)
+        )
     )
-    world.refill.processor.stale_charging_after = timedelta(days=30)  # no reconcile here
     with caplog.at_level("ERROR", logger="refill.worker"):
         world.run_worker(timedelta(minutes=31))
         world.run_worker(timedelta(seconds=2))

@@ -40,7 +40,8 @@ class Setup:
 def build_service(db_url: str, gateway: FaultyGateway) -> Refill:
     service = build(Settings(database_url=db_url), gateway=gateway, in_process_worker=False)
     service.processor.pending_grace = timedelta(0)
-    service.processor.stale_charging_after = timedelta(0)
+    # Every claim here is a dead claimer's: its lease is over at once.
+    service.processor.lease = timedelta(0)
     return service
 
 
@@ -58,6 +59,7 @@ def setup(db_url: str, tmp_path: Path) -> Iterator[Setup]:
     services.grant_credits(db, agency_id=agency.id, amount=25_000_000, reference="start")
     services.update_auto_reload(
         db,
+        service.gateway,
         service.policy,
         agency_id=agency.id,
         currency="USD",
@@ -127,7 +129,7 @@ def reconcile(s: Setup) -> None:
 def test_crash_before_the_gateway_call_charges_once_after_restart(setup: Setup) -> None:
     attempt_id = cross_threshold(setup)
     claimed = setup.refill.db.write(
-        lambda tx: reload.claim_attempt(tx, setup.refill.policy, attempt_id)
+        lambda tx: reload.claim_attempt(tx, setup.refill.policy, attempt_id, lease=timedelta(0))
     )
     assert claimed is not None  # committed 'charging', then the process died
     assert setup.gateway.succeeded() == {}
@@ -140,7 +142,7 @@ def test_crash_after_the_gateway_charged_but_before_the_credit_credits_once(
 ) -> None:
     attempt_id = cross_threshold(setup)
     claimed = setup.refill.db.write(
-        lambda tx: reload.claim_attempt(tx, setup.refill.policy, attempt_id)
+        lambda tx: reload.claim_attempt(tx, setup.refill.policy, attempt_id, lease=timedelta(0))
     )
     assert claimed is not None
     setup.gateway.charge(setup.refill.processor.charge_request(claimed))  # then died
@@ -207,7 +209,7 @@ def test_reconciling_twice_or_from_two_workers_changes_nothing_more(setup: Setup
 
 def _worker_that_hangs(db_url: str, bank: str, attempt_id: str, fault: str) -> None:
     service = build(
-        Settings(database_url=db_url),
+        Settings(database_url=db_url, charge_lease_seconds=0.5),
         gateway=FaultyGateway(Path(bank), script=[fault]),
         in_process_worker=False,
     )
@@ -246,5 +248,14 @@ def test_a_worker_killed_mid_charge_leaves_the_attempt_for_the_reconciler(
         proc.join(timeout=30)
     assert proc.exitcode is not None and proc.exitcode < 0
     assert (len(setup.gateway.succeeded()) == 1) == (fault == "hang_after")
-    reconcile(setup)
+    # The dead claimer's lease (0.5 s) runs out; only then does the reconciler take over.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        reconcile(setup)
+        status = setup.refill.db.read(
+            lambda tx: reload.get_attempt(tx, setup.agency_id, attempt_id).status
+        )
+        if status != "charging":
+            break
+        time.sleep(0.1)
     assert_charged_once_and_credited_once(setup)

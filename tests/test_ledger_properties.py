@@ -48,6 +48,7 @@ operations = st.one_of(
         st.just("settings"),
         st.booleans(),
         st.integers(0, 5_000).map(lambda c: c * 10_000),
+        # Added to the threshold: a reload always lifts the wallet above it.
         st.integers(500, 10_000).map(lambda c: c * 10_000),
         st.sampled_from(CARDS),
     ),
@@ -161,16 +162,17 @@ def test_any_sequence_of_operations_keeps_the_ledger_balanced(
                     request_key=None,
                 )
         elif kind == "settings":
-            _, enabled, threshold, reload_amount, token = step
+            _, enabled, threshold, above, token = step
             services.update_auto_reload(
                 db,
+                refill.gateway,
                 refill.policy,
                 agency_id=agency.id,
                 currency="USD",
                 change=SettingsChange(
                     enabled=enabled,
                     threshold=threshold,
-                    reload_amount=reload_amount,
+                    reload_amount=threshold + above,
                     payment_method_id=cards[token] if enabled else UNSET,
                 ),
                 actor="test",
@@ -178,7 +180,9 @@ def test_any_sequence_of_operations_keeps_the_ledger_balanced(
         else:
             for attempt in services.list_reloads(db, agency_id=agency.id).data:
                 if attempt.status == "requires_action":
-                    services.cancel_reload(db, agency_id=agency.id, attempt_id=attempt.id)
+                    services.cancel_reload(
+                        db, refill.gateway, refill.policy, agency_id=agency.id, attempt_id=attempt.id
+                    )
         check_invariants(refill, gateway, agency.id)
 
 

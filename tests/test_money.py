@@ -10,11 +10,13 @@ from hypothesis import strategies as st
 
 from refill.errors import InvalidAmount, UnsupportedCurrency
 from refill.money import (
+    CURRENCIES,
     MAX_MICROS,
     format_amount,
     is_whole_minor_units,
     minor_unit_micros,
     parse_amount,
+    require_whole_minor_units,
     round_up_to_minor_units,
     to_minor_units,
 )
@@ -27,10 +29,10 @@ from refill.money import (
         ("0", 0),
         ("0.000001", 1),
         ("1.5", 1_500_000),
-        ("007.10", 7_100_000),
+        ("0.10", 100_000),
         ("9223372036854.775807", MAX_MICROS),
     ],
-    ids=["cents", "zero", "one-micro", "short-fraction", "leading-zeros", "bigint-max"],
+    ids=["cents", "zero", "one-micro", "short-fraction", "zero-point", "bigint-max"],
 )
 def test_decimal_strings_parse_to_exact_micro_units(text: str, micros: int) -> None:
     assert parse_amount(text) == micros
@@ -58,6 +60,14 @@ def test_decimal_strings_parse_to_exact_micro_units(text: str, micros: int) -> N
         "١٢",
         "9223372036854.775808",
         "99999999999999999999",
+        "5\n",
+        "5.00\n",
+        "\n5",
+        "007.10",
+        "00",
+        "00.5",
+        "-0",
+        "-0.00",
         "1" * 41,
         "-1.00",
     ],
@@ -81,6 +91,14 @@ def test_decimal_strings_parse_to_exact_micro_units(text: str, micros: int) -> N
         "arabic-digits",
         "bigint-max-plus-one",
         "huge",
+        "trailing-newline",
+        "cents-trailing-newline",
+        "leading-newline",
+        "leading-zeros",
+        "double-zero",
+        "double-zero-point",
+        "negative-zero",
+        "negative-zero-cents",
         "very-long",
         "negative",
     ],
@@ -100,6 +118,31 @@ def test_non_strings_are_rejected_so_no_float_touches_money(value: object) -> No
 
 def test_negative_amounts_parse_only_when_allowed() -> None:
     assert parse_amount("-2.50", allow_negative=True) == -2_500_000
+
+
+def test_a_negative_zero_is_refused_even_where_negatives_are_allowed() -> None:
+    with pytest.raises(InvalidAmount):
+        parse_amount("-0.00", allow_negative=True)
+
+
+@pytest.mark.parametrize(
+    ("currency", "unit"),
+    [("USD", "cents"), ("JPY", "yen"), ("GBP", "pence"), ("KRW", "won")],
+    ids=["usd", "jpy", "gbp", "krw"],
+)
+def test_a_charge_that_is_not_whole_minor_units_is_refused_in_the_currencys_words(
+    currency: str, unit: str
+) -> None:
+    with pytest.raises(InvalidAmount) as raised:
+        require_whole_minor_units(1_000_001, currency, "amount")
+    assert f"whole number of {unit}" in raised.value.message
+
+
+def test_every_currency_bounds_a_reload_below_its_threshold_and_cap() -> None:
+    for currency in CURRENCIES.values():
+        assert 0 < currency.min_reload < currency.max_reload <= currency.max_monthly_cap
+        assert currency.max_threshold <= currency.max_monthly_cap
+        assert currency.min_reload % minor_unit_micros(currency.code) == 0
 
 
 @pytest.mark.parametrize(

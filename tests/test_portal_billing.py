@@ -220,20 +220,21 @@ def test_a_reload_stopped_by_the_daily_limit_shows_the_rail_and_until_when(world
     services.grant_credits(db, agency_id=world.agency_id, amount=25_000_000, reference="g1")
     services.update_auto_reload(
         db,
+        world.refill.gateway,
         world.refill.policy,
         agency_id=world.agency_id,
         currency="USD",
         change=SettingsChange(
             enabled=True,
             threshold=20_000_000,
-            reload_amount=10_000_000,
+            reload_amount=25_000_000,
             payment_method_id=card.id,
             daily_limit=1,
         ),
         actor="test",
     )
-    world.use(sales, "6.00", "u1")  # 19.00: the day's one reload -> 29.00
-    world.use(sales, "10.00", "u2")  # 19.00 again: the daily limit stops the second
+    world.use(sales, "6.00", "u1")  # 19.00: the day's one reload -> 44.00
+    world.use(sales, "25.00", "u2")  # 19.00 again: the daily limit stops the second
 
     with TestClient(create_app(world.refill)) as client:
         assert sign_in(client, world.owner_email).status_code == 303

@@ -72,7 +72,7 @@ def test_invalid_settings_are_refused_naming_the_field(
     [
         (settings(), card()),
         (settings(threshold=0), card()),
-        (settings(reload_amount=5_000_000), card()),
+        (settings(threshold=4_000_000, reload_amount=5_000_000), card()),
         (settings(reload_amount=10_000_000_000), card()),
         (settings(), card(exp_month=6, exp_year=2026)),
         (settings(enabled=False, threshold=None, reload_amount=None, pm=None), None),
@@ -92,10 +92,95 @@ def test_valid_settings_are_accepted(
     validate_settings(POLICY, "USD", candidate, payment_method, NOW)
 
 
-def test_yen_reload_amounts_must_be_whole_yen() -> None:
+def test_yen_reload_amounts_must_be_whole_yen_and_the_message_says_yen() -> None:
+    yen = 1_000_000
+    with pytest.raises(InvalidSettings) as raised:
+        validate_settings(
+            POLICY,
+            "JPY",
+            settings(threshold=500 * yen, reload_amount=1_000 * yen + 500_000),
+            card(),
+            NOW,
+        )
+    assert "whole number of yen" in raised.value.message and "cents" not in raised.value.message
+    validate_settings(
+        POLICY, "JPY", settings(threshold=500 * yen, reload_amount=1_000 * yen), card(), NOW
+    )
+
+
+USD = 1_000_000
+
+
+def full(**values: object) -> AutoReloadSettings:
+    base: dict[str, object] = {
+        "enabled": True,
+        "threshold": 20 * USD,
+        "reload_amount": 50 * USD,
+        "payment_method_id": "pay_1",
+        "status": "active",
+    }
+    return AutoReloadSettings(**{**base, **values})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("currency", "candidate", "field"),
+    [
+        ("USD", full(threshold=10_000 * USD + 10_000, reload_amount=10_000 * USD), "threshold"),
+        ("USD", full(threshold=9_223_372_036_854_775_807), "threshold"),
+        ("USD", full(monthly_cap=1_000_000 * USD + 10_000), "monthly_cap"),
+        ("USD", full(daily_limit=51), "daily_limit"),
+        ("USD", full(threshold=50 * USD, reload_amount=50 * USD), "reload_amount"),
+        ("USD", full(threshold=60 * USD, reload_amount=50 * USD), "reload_amount"),
+        (
+            "USD",
+            full(mode="target", threshold=60 * USD, reload_amount=None, target_balance=60 * USD),
+            "target_balance",
+        ),
+        ("JPY", full(threshold=500 * USD, reload_amount=400 * USD), "reload_amount"),
+        ("JPY", full(threshold=500 * USD, reload_amount=1_000_001 * USD), "reload_amount"),
+        ("JPY", full(threshold=1_000_001 * USD, reload_amount=1_000_000 * USD), "threshold"),
+    ],
+    ids=[
+        "threshold-above-10000",
+        "threshold-at-bigint-max",
+        "monthly-cap-above-1000000",
+        "daily-limit-above-50",
+        "fixed-reload-equal-to-threshold-cascades",
+        "fixed-reload-below-threshold-cascades",
+        "target-not-above-threshold-cascades",
+        "yen-reload-below-500",
+        "yen-reload-above-1000000",
+        "yen-threshold-above-1000000",
+    ],
+)
+def test_settings_are_bounded_per_currency_and_reloads_cannot_cascade(
+    currency: str, candidate: AutoReloadSettings, field: str
+) -> None:
+    with pytest.raises(InvalidSettings) as raised:
+        validate_settings(POLICY, currency, candidate, card(), NOW)
+    assert raised.value.extra["field"] == field
+
+
+def test_the_cascade_rule_is_checked_only_when_its_fields_change() -> None:
+    older = full(threshold=60 * USD, reload_amount=50 * USD, payment_method_id="pay_0")
+    # Only the card changes: older settings that predate the rule can still swap a card.
+    validate_settings(
+        POLICY,
+        "USD",
+        full(threshold=60 * USD, reload_amount=50 * USD),
+        card(),
+        NOW,
+        previous=older,
+    )
     with pytest.raises(InvalidSettings):
-        validate_settings(POLICY, "JPY", settings(reload_amount=10_500_000), card(), NOW)
-    validate_settings(POLICY, "JPY", settings(reload_amount=10_000_000), card(), NOW)
+        validate_settings(
+            POLICY,
+            "USD",
+            full(threshold=61 * USD, reload_amount=50 * USD),
+            card(),
+            NOW,
+            previous=older,
+        )
 
 
 EXPECTED_OUTCOMES = {

@@ -261,7 +261,7 @@ def _closed_port() -> int:
             "expired_card",
             id="declined-with-error-code",
         ),
-        pytest.param({"status": "canceled"}, ChargeStatus.DECLINED, "canceled", id="canceled"),
+        pytest.param({"status": "canceled"}, ChargeStatus.CANCELED, "canceled", id="canceled"),
         pytest.param({"status": "processing"}, ChargeStatus.UNKNOWN, None, id="processing"),
     ],
 )

@@ -32,6 +32,7 @@ class Refill:
     def close(self) -> None:
         if self.worker is not None:
             self.worker.stop()
+        self.processor.close()
         self.db.dispose()
 
 
@@ -75,7 +76,7 @@ def build(
         db,
         gateway,
         policy,
-        stale_charging_after=timedelta(seconds=settings.stale_charging_seconds),
+        lease=timedelta(seconds=settings.charge_lease_seconds),
         stuck_after=timedelta(seconds=settings.stuck_after_seconds),
     )
     worker = None

@@ -1,4 +1,4 @@
-"""The `refill` command: serve, worker, db upgrade, agency create."""
+"""The `refill` command: serve, worker, db, agency, keys, wallet, reloads, bench."""
 
 from __future__ import annotations
 
@@ -28,9 +28,13 @@ app = typer.Typer(help="Refill: keeps prepaid wallets topped up.", no_args_is_he
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 agency_app = typer.Typer(help="Agencies (top-level teams).", no_args_is_help=True)
 reloads_app = typer.Typer(help="Reload attempts, for operators.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: list, create, revoke.", no_args_is_help=True)
+wallet_app = typer.Typer(help="Wallets, for operators.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(agency_app, name="agency")
 app.add_typer(reloads_app, name="reloads")
+app.add_typer(keys_app, name="keys")
+app.add_typer(wallet_app, name="wallet")
 
 # soft_wrap: messages stay on one line when stderr is a file or a pipe.
 console = Console(stderr=True, soft_wrap=True)
@@ -140,6 +144,7 @@ def agency_create(
                 role="owner",
                 password=password,
                 actor="cli",
+                attach_existing=True,
             )
     except RefillError as exc:
         raise _fail(exc.message) from None
@@ -284,19 +289,22 @@ def reloads_stuck(
     minutes: Annotated[
         float, typer.Option(help="Report charges unresolved for longer than this.")
     ] = 30.0,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per attempt.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per item.")] = False,
 ) -> None:
-    """List charges whose outcome the gateway has not given for a long time (exit 1 if any)."""
+    """List charges whose outcome the gateway has not given for a long time, and the open
+    operator alerts (money taken that could not be credited by itself); exit 1 if any."""
     from datetime import timedelta
 
     from rich.table import Table
 
+    from refill import alerts
     from refill.reload import stuck_attempts
 
     refill = _open()
     try:
         since = refill.db.clock.now() - timedelta(minutes=minutes)
         stuck = refill.db.read(lambda tx: stuck_attempts(tx, charging_since=since))
+        open_alerts = refill.db.read(alerts.open_alerts)
     except RefillError as exc:
         raise _fail(exc.message) from None
     finally:
@@ -306,6 +314,7 @@ def reloads_stuck(
             typer.echo(
                 json.dumps(
                     {
+                        "type": "stuck_reload",
                         "id": a.id,
                         "agency_id": a.agency_id,
                         "amount": a.amount,
@@ -314,15 +323,240 @@ def reloads_stuck(
                     }
                 )
             )
-    else:
-        table = Table("reload", "agency", "amount", "charging since")
-        for a in stuck:
-            table.add_row(
-                a.id, a.agency_id, str(Money(a.amount, a.currency)), a.created_at.isoformat()
+        for alert in open_alerts:
+            typer.echo(
+                json.dumps(
+                    {
+                        "type": "alert",
+                        "id": alert.id,
+                        "kind": alert.kind,
+                        "subject": alert.subject,
+                        "agency_id": alert.agency_id,
+                        "message": alert.message,
+                        "since": alert.created_at.isoformat(),
+                    }
+                )
             )
-        Console().print(table if stuck else "no stuck reloads")
-    if stuck:
+    else:
+        out = Console()
+        if stuck:
+            table = Table("reload", "agency", "amount", "charging since")
+            for a in stuck:
+                table.add_row(
+                    a.id, a.agency_id, str(Money(a.amount, a.currency)), a.created_at.isoformat()
+                )
+            out.print(table)
+        if open_alerts:
+            table = Table("alert", "kind", "about", "since", "what to do")
+            for alert in open_alerts:
+                table.add_row(
+                    alert.id,
+                    alert.kind,
+                    alert.subject,
+                    alert.created_at.isoformat(),
+                    alert.message,
+                )
+            out.print(table)
+        if not stuck and not open_alerts:
+            out.print("no stuck reloads, no open alerts")
+    if stuck or open_alerts:
         raise typer.Exit(code=1)
+
+
+@reloads_app.command("settle")
+def reloads_settle(
+    reload_id: Annotated[str, typer.Argument(help="The reload (rld_…) to settle.")],
+    paid: Annotated[
+        bool,
+        typer.Option(
+            "--paid/--not-paid", help="What the gateway shows: the money was taken, or not."
+        ),
+    ],
+    reason: Annotated[str, typer.Option(help="What you checked, for the audit log.")],
+) -> None:
+    """Record the outcome of a charge Refill cannot resolve, after checking the gateway:
+    --paid credits the wallet once, --not-paid cancels it (never charged again)."""
+    from functools import partial
+
+    from refill import alerts
+    from refill.reload import settle_by_operator
+
+    refill = _open()
+    try:
+        attempt = refill.db.write(
+            partial(
+                settle_by_operator,
+                policy=refill.policy,
+                attempt_id=reload_id,
+                paid=paid,
+                reason=reason,
+                actor="cli",
+            )
+        )
+        for alert in refill.db.read(alerts.open_alerts):
+            if alert.subject == reload_id:
+                refill.db.write(
+                    partial(
+                        alerts.resolve_alert, alert_id=alert.id, resolution=f"settled: {reason}"
+                    )
+                )
+    except RefillError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        refill.close()
+    typer.echo(f"reload {attempt.id} is {attempt.status}")
+
+
+@reloads_app.command("resolve-alert")
+def resolve_alert(
+    alert_id: Annotated[str, typer.Argument(help="The alert (alr_…).")],
+    note: Annotated[str, typer.Option(help="What was done about it.")],
+) -> None:
+    """Mark an operator alert as dealt with (it leaves `refill reloads stuck`)."""
+    from functools import partial
+
+    from refill import alerts
+
+    refill = _open()
+    try:
+        refill.db.write(partial(alerts.resolve_alert, alert_id=alert_id, resolution=note))
+    except RefillError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        refill.close()
+    typer.echo(f"alert {alert_id} resolved")
+
+
+@keys_app.command("list")
+def keys_list(
+    agency: Annotated[str, typer.Option(help="The agency's id (agc_…).")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per key.")] = False,
+) -> None:
+    """An agency's API keys (never their secrets), newest first."""
+    from rich.table import Table
+
+    refill = _open()
+    try:
+        keys = services.list_keys(refill.db, agency_id=agency, limit=services.MAX_PAGE).data
+    except RefillError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        refill.close()
+    if as_json:
+        for k in keys:
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": k.id,
+                        "role": k.role,
+                        "subteam_id": k.subteam_id,
+                        "name": k.name,
+                        "created_at": k.created_at.isoformat(),
+                        "last_used_at": k.last_used_at and k.last_used_at.isoformat(),
+                        "revoked_at": k.revoked_at and k.revoked_at.isoformat(),
+                        "expires_at": k.expires_at and k.expires_at.isoformat(),
+                    }
+                )
+            )
+        return
+    table = Table("key", "role", "subteam", "name", "created", "last used", "state")
+    for k in keys:
+        state = (
+            "revoked"
+            if k.revoked_at
+            else (f"expires {k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "active")
+        )
+        table.add_row(
+            k.id,
+            k.role,
+            k.subteam_id or "",
+            k.name or "",
+            f"{k.created_at:%Y-%m-%d %H:%M}",
+            f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never",
+            state,
+        )
+    Console().print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    agency: Annotated[str, typer.Option(help="The agency's id (agc_…).")],
+    subteam: Annotated[
+        str | None, typer.Option(help="A key for this subteam; without it, an owner key.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="What the key is for.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line on stdout.")] = False,
+) -> None:
+    """Create a key (shown once): how an operator recovers an agency's lost owner key."""
+    refill = _open()
+    try:
+        key = services.create_key(
+            refill.db, agency_id=agency, subteam_id=subteam, name=name, actor="cli"
+        )
+    except RefillError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        refill.close()
+    if as_json:
+        typer.echo(json.dumps({"id": key.id, "api_key": key.secret}))
+    else:
+        typer.echo(f"key:     {key.id}")
+        typer.echo(f"api key: {key.secret}")
+        typer.echo("The key is shown once; store it now.")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key (key_…).")]) -> None:
+    """Revoke a key: every process refuses it from its next request."""
+    refill = _open()
+    try:
+        agency_id = services.key_agency(refill.db, key_id)
+        services.revoke_key(refill.db, agency_id=agency_id, key_id=key_id, actor="cli")
+    except RefillError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        refill.close()
+    typer.echo(f"key {key_id} revoked")
+
+
+@wallet_app.command("adjust")
+def wallet_adjust(
+    agency: Annotated[str, typer.Option(help="The agency's id (agc_…).")],
+    amount: Annotated[
+        str, typer.Option(help='Decimal, in the wallet\'s currency: "50.00" or "-12.50".')
+    ],
+    reason: Annotated[str, typer.Option(help="Why, for the audit log (required).")],
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Makes the adjustment happen once, however often it is run."),
+    ] = None,
+) -> None:
+    """Credit or debit a wallet by hand (an adjustment in the ledger, never below zero),
+    e.g. for money a card paid that Refill could not credit by itself."""
+    from refill.money import format_amount, parse_amount
+
+    refill = _open()
+    try:
+        micros = parse_amount(amount, field="--amount", allow_negative=True)
+        transfer, created = services.adjust_wallet(
+            refill.db,
+            agency_id=agency,
+            amount=micros,
+            reason=reason,
+            reference=reference,
+            actor="cli",
+        )
+        currency = services.get_agency(refill.db, agency).currency
+    except RefillError as exc:
+        raise _fail(exc.message) from None
+    finally:
+        refill.close()
+    what = "adjusted" if created else "already adjusted (same reference)"
+    typer.echo(
+        f"wallet {what}: {amount} {currency}, balance after "
+        f"{format_amount(transfer.wallet_balance_after, currency)} {currency} "
+        f"(reference {transfer.reference})"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

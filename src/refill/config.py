@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from refill.money import parse_amount
 from refill.reload import ReloadPolicy
 
 
@@ -27,12 +26,11 @@ class Settings(BaseSettings):
     # Another API address: only for tests and emulators (localstripe).
     stripe_api_base: str | None = None
     stripe_webhook_tolerance_seconds: int = 300
-    min_reload_amount: str = "5.00"
-    max_reload_amount: str = "10000.00"
     # How often the poller looks for attempts left behind by a crash.
     poll_interval_seconds: float = 2.0
-    # A 'charging' attempt untouched this long is taken over by the reconciler.
-    stale_charging_seconds: float = 60.0
+    # A claim on a charge in flight, renewed every fifth of it while the claimer lives; once
+    # it runs out the claimer is taken for dead and the reconciler takes the charge over.
+    charge_lease_seconds: float = 10.0
     # A charge still unresolved this long after it started is reported to the operator.
     stuck_after_seconds: float = 1800.0
     reload_threads: int = 4
@@ -42,6 +40,8 @@ class Settings(BaseSettings):
     default_daily_limit: int = 10
     # Adds the benchmark's bare baseline route (`refill bench` only; never in production).
     bench_routes: bool = False
+    # Request bodies larger than this are refused (413) before they are read.
+    max_body_bytes: int = 1024 * 1024
 
     @model_validator(mode="after")
     def _gateway_configured(self) -> Settings:
@@ -54,16 +54,15 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("min_reload_amount", "max_reload_amount")
+    @field_validator("charge_lease_seconds")
     @classmethod
-    def _amount(cls, value: str) -> str:
-        parse_amount(value)
+    def _lease(cls, value: float) -> float:
+        if not 0.5 <= value <= 300.0:
+            raise ValueError("must be between 0.5 and 300 seconds")
         return value
 
     def reload_policy(self) -> ReloadPolicy:
         return ReloadPolicy(
-            min_reload_amount=parse_amount(self.min_reload_amount),
-            max_reload_amount=parse_amount(self.max_reload_amount),
             retry_delays=tuple(timedelta(seconds=s) for s in self.retry_delays_seconds),
             do_not_honor_is_hard=self.do_not_honor_is_hard,
             default_daily_limit=self.default_daily_limit,

@@ -88,6 +88,7 @@ def seed_demo(refill: Refill) -> DemoAgency:
     )
     services.update_auto_reload(
         db,
+        refill.gateway,
         refill.policy,
         agency_id=agency.id,
         currency="USD",

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Generic, Protocol, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
-from sqlalchemy import ColumnElement, Select, insert, select, update
+from sqlalchemy import ColumnElement, Select, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from refill import audit, ledger, reload
-from refill.db.database import Database, RawTx, Tx, prepared
+from refill.db.database import Database, RawTx, Tx, bind_time, prepared
 from refill.db.schema import (
     agencies,
     api_keys,
@@ -42,7 +44,7 @@ from refill.errors import (
 from refill.gateway.base import CardSetup, PaymentGateway
 from refill.ids import new_id, wallet_id_for
 from refill.ledger import DuplicateReference, Transfer, TransferKind
-from refill.money import check_currency
+from refill.money import check_currency, format_amount
 from refill.reload import (
     AutoReloadSettings,
     PaymentMethod,
@@ -106,7 +108,9 @@ def key_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _issue_key(tx: Tx, *, agency_id: str, role: str, subteam_id: str | None) -> IssuedKey:
+def _issue_key(
+    tx: Tx, *, agency_id: str, role: str, subteam_id: str | None, name: str | None = None
+) -> IssuedKey:
     secret = KEY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     key_id = new_id("key")
     tx.conn.execute(
@@ -115,6 +119,7 @@ def _issue_key(tx: Tx, *, agency_id: str, role: str, subteam_id: str | None) -> 
             agency_id=agency_id,
             subteam_id=subteam_id,
             role=role,
+            name=name,
             digest=key_digest(secret),
             created_at=tx.now,
         )
@@ -166,18 +171,20 @@ def get_agency(db: Database, agency_id: str) -> Agency:
     return db.read(lambda tx: _agency(tx, agency_id))
 
 
+@cache
+def _time_zones() -> frozenset[str]:
+    """Real IANA zones only: ``ZoneInfo("America")`` fails in other ways than a bad name."""
+    return frozenset(available_timezones())
+
+
 def set_agency_timezone(db: Database, *, agency_id: str, timezone: str, actor: str) -> Agency:
     """The time zone in which the daily limit and the monthly cap count (IANA name)."""
-    try:
-        if not timezone or timezone != timezone.strip():
-            raise ValueError(timezone)
-        ZoneInfo(timezone)
-    except (ValueError, ZoneInfoNotFoundError):
+    if timezone not in _time_zones():
         raise ValidationFailed(
             f"{timezone!r} is not an IANA time zone such as 'Europe/Paris' or 'UTC'",
             code="invalid_timezone",
             field="timezone",
-        ) from None
+        )
 
     def work(tx: Tx) -> Agency:
         before = _agency(tx, agency_id)
@@ -199,25 +206,51 @@ def set_agency_timezone(db: Database, *, agency_id: str, timezone: str, actor: s
 
 
 _KEY_LOOKUP = prepared(
-    "SELECT k.id, k.agency_id, k.role, k.subteam_id, a.currency FROM api_keys k "
-    "JOIN agencies a ON a.id = k.agency_id WHERE k.digest = {p} AND k.revoked_at IS NULL"
+    "SELECT k.id, k.agency_id, k.role, k.subteam_id, a.currency, "
+    "CASE WHEN k.last_used_at IS NULL OR k.last_used_at < {p} THEN 1 ELSE 0 END "
+    "FROM api_keys k JOIN agencies a ON a.id = k.agency_id "
+    "WHERE k.digest = {p} AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > {p})"
 )
+_KEY_USED = prepared(
+    "UPDATE api_keys SET last_used_at = {p} "
+    "WHERE id = {p} AND (last_used_at IS NULL OR last_used_at < {p})"
+)
+# last_used_at is written at most this often per key, so the lookup stays a read.
+KEY_USE_RESOLUTION = timedelta(minutes=1)
 
 
 def authenticate(db: Database, secret: str) -> Principal:
-    """The caller behind an API key. On every request, so it is one prepared lookup."""
+    """The caller behind an API key. On every request, so it is one prepared lookup (and,
+    at most once a minute per key, one small write noting its use). A revoked key, or a
+    rolled one past its expiry, fails on the next request in every process."""
     if not secret.startswith(KEY_PREFIX):
         raise Unauthenticated("unknown API key")
     digest = key_digest(secret)
 
-    def work(tx: RawTx) -> Principal:
-        row = tx.execute_raw(_KEY_LOOKUP[tx.dialect], (digest,))
+    def work(tx: RawTx) -> tuple[Principal, bool]:
+        now = bind_time(tx.dialect, tx.now)
+        stale = bind_time(tx.dialect, tx.now - KEY_USE_RESOLUTION)
+        row = tx.execute_raw(_KEY_LOOKUP[tx.dialect], (stale, digest, now))
         if row is None:
-            raise Unauthenticated("unknown API key")
-        key_id, agency_id, role, subteam_id, currency = row
-        return Principal(agency_id, role, subteam_id, currency, key_id)
+            raise Unauthenticated("unknown, revoked or expired API key")
+        key_id, agency_id, role, subteam_id, currency, note_use = row
+        return Principal(agency_id, role, subteam_id, currency, key_id), bool(note_use)
 
-    return db.read_raw(work)
+    principal, note_use = db.read_raw(work)
+    if note_use:
+
+        def used(tx: RawTx) -> None:
+            tx.execute_raw(
+                _KEY_USED[tx.dialect],
+                (
+                    bind_time(tx.dialect, tx.now),
+                    principal.key_id,
+                    bind_time(tx.dialect, tx.now - KEY_USE_RESOLUTION),
+                ),
+            )
+
+        db.write_raw(used)
+    return principal
 
 
 def create_subteam(db: Database, *, agency_id: str, name: str) -> Subteam:
@@ -252,20 +285,185 @@ def get_subteam(tx: Tx, agency_id: str, subteam_id: str) -> Subteam:
     return _subteam_from_row(row._mapping)
 
 
-def create_owner_key(db: Database, *, agency_id: str) -> IssuedKey:
-    """Another owner key for an agency (shown once), e.g. for an operator's tooling."""
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A key as its owner sees it: never the secret, which is shown once."""
+
+    id: str
+    agency_id: str
+    role: str
+    subteam_id: str | None
+    name: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    expires_at: datetime | None
+
+    def active_at(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+def _key_from_row(m: Any) -> ApiKey:
+    return ApiKey(**{f: m[f] for f in ApiKey.__slots__})
+
+
+def _get_key(tx: Tx, key_id: str, agency_id: str | None = None) -> ApiKey:
+    stmt = select(api_keys).where(api_keys.c.id == key_id)
+    if agency_id is not None:
+        stmt = stmt.where(api_keys.c.agency_id == agency_id)
+    row = tx.conn.execute(stmt).one_or_none()
+    if row is None:
+        raise NotFound(f"key {key_id} not found", code="key_not_found")
+    return _key_from_row(row._mapping)
+
+
+def _key_snapshot(key: ApiKey) -> dict[str, Any]:
+    return {"role": key.role, "subteam_id": key.subteam_id, "name": key.name}
+
+
+MAX_KEY_OVERLAP = timedelta(days=7)
+
+
+def create_key(
+    db: Database,
+    *,
+    agency_id: str,
+    subteam_id: str | None = None,
+    name: str | None = None,
+    actor: str,
+) -> IssuedKey:
+    """A new key (shown once): for one subteam, or, without one, an owner key."""
+    name = _clean_key_name(name)
 
     def work(tx: Tx) -> IssuedKey:
         _agency(tx, agency_id)
-        return _issue_key(tx, agency_id=agency_id, role="owner", subteam_id=None)
+        if subteam_id is not None:
+            get_subteam(tx, agency_id, subteam_id)
+        role = "owner" if subteam_id is None else "subteam"
+        issued = _issue_key(tx, agency_id=agency_id, role=role, subteam_id=subteam_id, name=name)
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="key.created",
+            target_id=issued.id,
+            after={"role": role, "subteam_id": subteam_id, "name": name},
+        )
+        return issued
 
     return db.write(work)
 
 
-def create_subteam_key(db: Database, *, agency_id: str, subteam_id: str) -> IssuedKey:
-    def work(tx: Tx) -> IssuedKey:
-        get_subteam(tx, agency_id, subteam_id)
-        return _issue_key(tx, agency_id=agency_id, role="subteam", subteam_id=subteam_id)
+def _clean_key_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = name.strip()
+    if len(name) > 100:
+        raise ValidationFailed("a key's name is at most 100 characters", field="name")
+    return name or None
+
+
+def create_owner_key(db: Database, *, agency_id: str) -> IssuedKey:
+    """Another owner key for an agency (shown once), e.g. for an operator's tooling."""
+    return create_key(db, agency_id=agency_id, actor="cli")
+
+
+def create_subteam_key(
+    db: Database, *, agency_id: str, subteam_id: str, name: str | None = None, actor: str = "cli"
+) -> IssuedKey:
+    return create_key(db, agency_id=agency_id, subteam_id=subteam_id, name=name, actor=actor)
+
+
+def list_keys(
+    db: Database, *, agency_id: str, limit: int = 50, cursor: str | None = None
+) -> Page[ApiKey]:
+    stmt = select(api_keys).where(api_keys.c.agency_id == agency_id)
+    return _paginate(
+        db, stmt, api_keys.c.id, _key_from_row, limit=limit, cursor=cursor, newest_first=True
+    )
+
+
+def key_agency(db: Database, key_id: str) -> str:
+    """The agency a key belongs to (for an operator who knows only the key's id)."""
+    return db.read(lambda tx: _get_key(tx, key_id)).agency_id
+
+
+def _other_lasting_owner_keys(tx: Tx, agency_id: str, key_id: str) -> int:
+    """Owner keys that would still work tomorrow besides ``key_id``."""
+    count = tx.conn.execute(
+        select(func.count()).where(
+            api_keys.c.agency_id == agency_id,
+            api_keys.c.role == "owner",
+            api_keys.c.id != key_id,
+            api_keys.c.revoked_at.is_(None),
+            api_keys.c.expires_at.is_(None),
+        )
+    ).scalar_one()
+    return int(count)
+
+
+def revoke_key(db: Database, *, agency_id: str, key_id: str, actor: str) -> ApiKey:
+    """Revoke a key: refused from the next request on, in every process. The agency's
+    lock serializes revocations, so two owner keys cannot revoke each other at once and
+    the last owner key stays (``last_owner_key``)."""
+
+    def work(tx: Tx) -> ApiKey:
+        ledger.lock_wallet(tx, agency_id)
+        key = _get_key(tx, key_id, agency_id)
+        if key.revoked_at is not None:
+            return key
+        if key.role == "owner" and not _other_lasting_owner_keys(tx, agency_id, key_id):
+            raise Conflict(
+                "this is the agency's last owner key; create another owner key first",
+                code="last_owner_key",
+            )
+        tx.conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=tx.now))
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="key.revoked",
+            target_id=key_id,
+            before=_key_snapshot(key),
+        )
+        return _get_key(tx, key_id)
+
+    return db.write(work)
+
+
+def roll_key(
+    db: Database, *, agency_id: str, key_id: str, expires_in: timedelta, actor: str
+) -> tuple[IssuedKey, ApiKey]:
+    """A new secret for the same role (a new key id, shown once); the old key works on
+    for ``expires_in`` (0 to 7 days) so a deployment can switch without downtime."""
+    if not timedelta(0) <= expires_in <= MAX_KEY_OVERLAP:
+        raise ValidationFailed(
+            "expires_in_seconds must be between 0 and 604800 (7 days)",
+            field="expires_in_seconds",
+        )
+
+    def work(tx: Tx) -> tuple[IssuedKey, ApiKey]:
+        ledger.lock_wallet(tx, agency_id)
+        old = _get_key(tx, key_id, agency_id)
+        if not old.active_at(tx.now):
+            raise Conflict(f"key {key_id} is revoked or expired", code="key_inactive")
+        issued = _issue_key(
+            tx, agency_id=agency_id, role=old.role, subteam_id=old.subteam_id, name=old.name
+        )
+        expires = tx.now + expires_in
+        if old.expires_at is not None:
+            expires = min(expires, old.expires_at)
+        tx.conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(expires_at=expires))
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="key.rolled",
+            target_id=key_id,
+            before=_key_snapshot(old),
+            after={"new_key_id": issued.id, "old_key_expires_at": expires.isoformat()},
+        )
+        return issued, _get_key(tx, key_id)
 
     return db.write(work)
 
@@ -443,6 +641,7 @@ def get_wallet(db: Database, policy: ReloadPolicy, *, agency_id: str) -> WalletV
 
 def update_auto_reload(
     db: Database,
+    gateway: PaymentGateway,
     policy: ReloadPolicy,
     *,
     agency_id: str,
@@ -450,11 +649,31 @@ def update_auto_reload(
     change: SettingsChange,
     actor: str,
 ) -> WalletView:
-    db.write(
-        lambda tx: reload.change_settings(
-            tx, policy, agency_id=agency_id, currency=currency, change=change, actor=actor
+    """Save the owner's settings. Invalid ones change nothing (422); so do settings equal
+    to the saved ones (no cancel, no new attempt, no audit entry). A reload waiting for
+    3-D Secure was made under the old settings: it is canceled at the gateway first
+    (503 when the gateway cannot confirm, and then nothing is saved)."""
+    plan = db.read(
+        lambda tx: reload.plan_settings_change(
+            tx, policy, agency_id=agency_id, currency=currency, change=change
         )
     )
+    if not plan.unchanged:
+        waiting = db.read(lambda tx: reload.attempts_waiting_for_owner(tx, agency_id))
+        for attempt_id in waiting:
+            cancel_reload(
+                db,
+                gateway,
+                policy,
+                agency_id=agency_id,
+                attempt_id=attempt_id,
+                reason="settings_changed",
+            )
+        db.write(
+            lambda tx: reload.change_settings(
+                tx, policy, agency_id=agency_id, currency=currency, change=change, actor=actor
+            )
+        )
     return get_wallet(db, policy, agency_id=agency_id)
 
 
@@ -476,6 +695,80 @@ def grant_credits(
         ).transfer
 
     return db.write(work)
+
+
+def adjust_wallet(
+    db: Database,
+    *,
+    agency_id: str,
+    amount: int,
+    reason: str,
+    reference: str | None,
+    actor: str,
+) -> tuple[Transfer, bool]:
+    """An operator's correction: ``amount`` (positive or negative) through the ledger's
+    adjustment kind, never below zero, audited with the reason; exactly once per
+    ``reference`` (a repeat returns the first transfer and False)."""
+    reason = reason.strip()
+    if amount == 0:
+        raise ValidationFailed("the adjustment must not be zero", field="amount")
+    if not reason:
+        raise ValidationFailed("say why (--reason)", field="reason")
+    reference = (reference or "").strip() or new_id("adj")
+
+    def work(tx: Tx) -> Transfer:
+        currency = _agency(tx, agency_id).currency
+        if amount > 0:
+            posted = ledger.credit_wallet(
+                tx,
+                agency_id=agency_id,
+                source=ledger.SystemAccount.MANUAL_FUNDING,
+                amount=amount,
+                kind=TransferKind.ADJUSTMENT,
+                reference=reference,
+                description=reason[:500],
+            )
+        else:
+            posted = ledger.debit_wallet(
+                tx,
+                agency_id=agency_id,
+                to=ledger.SystemAccount.MANUAL_FUNDING,
+                amount=-amount,
+                kind=TransferKind.ADJUSTMENT,
+                reference=reference,
+                description=reason[:500],
+            )
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="wallet.adjusted",
+            target_id=wallet_id_for(agency_id),
+            after={
+                "amount": format_amount(amount, currency),
+                "reason": reason,
+                "reference": reference,
+                "balance_after": format_amount(posted.balance, currency),
+            },
+        )
+        return posted.transfer
+
+    try:
+        return db.write(work), True
+    except DuplicateReference:
+        original = db.read(
+            lambda tx: ledger.find_transfer(
+                tx, agency_id=agency_id, kind=TransferKind.ADJUSTMENT, reference=reference
+            )
+        )
+        assert original is not None
+        credit = original.credit_account_id == wallet_id_for(agency_id)
+        if (original.amount if credit else -original.amount) != amount:
+            raise ReferenceConflict(
+                f"reference {reference!r} was already used for another adjustment",
+                reference=reference,
+            ) from None
+        return original, False
 
 
 # --- usage and calls ----------------------------------------------------------------------
@@ -602,7 +895,8 @@ def add_credits(
     """Charge a saved payment method now and credit the wallet (a manual top-up).
 
     The charge runs in the request, outside any transaction, so the owner sees the outcome.
-    A repeat with the same Idempotency-Key returns the first attempt without charging again.
+    A repeat with the same Idempotency-Key returns the first attempt without charging again
+    once the first request has finished (``IdempotencyKeyInUse`` while it runs).
     """
     attempt, created = db.write(
         lambda tx: reload.create_manual_attempt(
@@ -615,7 +909,7 @@ def add_credits(
             request_key=request_key,
         )
     )
-    if created or attempt.status == "pending":
+    if created:
         processor.process(attempt.id)
         attempt = db.read(lambda tx: reload.get_attempt(tx, agency_id, attempt.id))
     return attempt, created
@@ -625,10 +919,37 @@ def get_reload(db: Database, *, agency_id: str, attempt_id: str) -> ReloadAttemp
     return db.read(lambda tx: reload.get_attempt(tx, agency_id, attempt_id))
 
 
-def cancel_reload(db: Database, *, agency_id: str, attempt_id: str) -> ReloadAttempt:
-    return db.write(
-        lambda tx: reload.cancel_attempt(tx, agency_id=agency_id, attempt_id=attempt_id)
+def cancel_reload(
+    db: Database,
+    gateway: PaymentGateway,
+    policy: ReloadPolicy,
+    *,
+    agency_id: str,
+    attempt_id: str,
+    reason: str = "canceled_by_owner",
+) -> ReloadAttempt:
+    """Cancel an attempt that waits (pending, or for the owner's 3-D Secure).
+
+    One waiting at the gateway is canceled there first, outside any transaction: marked
+    ``cancel_requested_at`` (still active), the gateway asked, then recorded canceled, or
+    succeeded and credited if it was paid meanwhile. When the gateway cannot confirm,
+    ``GatewayUnavailable`` (503) and the attempt stays as it was.
+    """
+    claimed = db.write(
+        lambda tx: reload.request_cancel(
+            tx, agency_id=agency_id, attempt_id=attempt_id, reason=reason
+        )
     )
+    if claimed is not None:
+        result = gateway.cancel_charge(
+            reload.charge_request(claimed), claimed.attempt.gateway_payment_id
+        )
+        db.write(
+            lambda tx: reload.record_cancel_outcome(
+                tx, policy, attempt_id=attempt_id, result=result, reason=reason
+            )
+        )
+    return db.read(lambda tx: reload.get_attempt(tx, agency_id, attempt_id))
 
 
 # --- lists --------------------------------------------------------------------------------
@@ -645,19 +966,38 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
+_ID_CURSOR = re.compile(r"[a-z]{3}_[0-9a-z]{26}")
+_INT_CURSOR = re.compile(r"[1-9][0-9]{0,18}")
+
+
 def _encode_cursor(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> str | None:
+def _decode_cursor(cursor: str | None, *, integer_ids: bool) -> str | int | None:
+    """The id a cursor stands for, or ``invalid_cursor``: every cursor this API hands out
+    decodes to an id of the list's own kind, and nothing else is accepted."""
     if cursor is None:
         return None
+    invalid = ValidationFailed(
+        "cursor is not valid: pass next_cursor from the previous page as it was",
+        code="invalid_cursor",
+        field="cursor",
+    )
+    if not 1 <= len(cursor) <= 64:
+        raise invalid
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        value = raw.decode("ascii")
     except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed(
-            "cursor is not valid", code="invalid_cursor", field="cursor"
-        ) from None
+        raise invalid from None
+    if integer_ids:
+        if _INT_CURSOR.fullmatch(value) is None or int(value) > 2**63 - 1:
+            raise invalid
+        return int(value)
+    if _ID_CURSOR.fullmatch(value) is None:
+        raise invalid
+    return value
 
 
 def _paginate(
@@ -674,11 +1014,7 @@ def _paginate(
     """Keyset pagination on a time-ordered id: stable while rows are being added."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationFailed(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-    after: Any = _decode_cursor(cursor)
-    if after is not None and integer_ids:
-        if not after.isdigit():
-            raise ValidationFailed("cursor is not valid", code="invalid_cursor", field="cursor")
-        after = int(after)
+    after = _decode_cursor(cursor, integer_ids=integer_ids)
     if after is not None:
         stmt = stmt.where(id_column < after if newest_first else id_column > after)
     stmt = stmt.order_by(id_column.desc() if newest_first else id_column).limit(limit + 1)

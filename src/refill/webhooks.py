@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select, update
 
-from refill import audit, ledger, reload
+from refill import alerts, audit, ledger, reload
 from refill.db.database import Database, Tx, dialect_insert
 from refill.db.schema import agencies, gateway_events, payment_methods, reload_attempts
 from refill.gateway.base import ChargeResult, ChargeStatus, GatewayEvent
@@ -25,7 +25,7 @@ from refill.reload import settings as reload_settings
 
 log = logging.getLogger("refill.webhooks")
 
-Outcome = Literal["handled", "duplicate", "ignored"]
+Outcome = Literal["handled", "duplicate", "ignored", "alerted"]
 
 _PAYMENT_INTENT_EVENTS = {
     "payment_intent.succeeded",
@@ -67,21 +67,50 @@ def handle_stripe_event(db: Database, policy: ReloadPolicy, event: GatewayEvent)
 
 def _settle_attempt(tx: Tx, policy: ReloadPolicy, intent: dict[str, Any]) -> Outcome:
     metadata = intent.get("metadata") or {}
+    named = metadata.get(RELOAD_ID_KEY)
     query = select(reload_attempts)
-    if metadata.get(RELOAD_ID_KEY):
-        query = query.where(reload_attempts.c.id == metadata[RELOAD_ID_KEY])
+    if named:
+        query = query.where(reload_attempts.c.id == str(named))
     else:
-        query = query.where(reload_attempts.c.gateway_payment_id == intent.get("id"))
+        query = query.where(reload_attempts.c.gateway_payment_id == str(intent.get("id")))
     row = tx.conn.execute(query).one_or_none()
+    result = charge_result_from_payment_intent(intent)
+    paid = result.status is ChargeStatus.SUCCEEDED
     if row is None:
+        if paid and named:
+            # Money taken for a reload Refill does not know: never silently dropped.
+            alerts.raise_alert(
+                tx,
+                kind="payment_unmatched",
+                subject=str(intent.get("id")),
+                agency_id=None,
+                message=f"Stripe took {intent.get('amount')} {intent.get('currency')} "
+                f"(PaymentIntent {intent.get('id')}) for reload {named}, which Refill does "
+                "not know: refund it at Stripe, or credit the agency with `refill wallet adjust`",
+            )
+            return "alerted"
         return "ignored"  # not a reload of Refill's (another product on the same account)
     attempt = reload.attempt_from_row(row._mapping)
     amount, currency = intent.get("amount"), str(intent.get("currency", "")).upper()
-    if (
-        metadata.get("refill_agency_id", attempt.agency_id) != attempt.agency_id
-        or currency != attempt.currency
-        or amount != to_minor_units(attempt.amount, attempt.currency)
-    ):
+    matches = (
+        metadata.get("refill_agency_id", attempt.agency_id) == attempt.agency_id
+        and currency == attempt.currency
+        and amount == to_minor_units(attempt.amount, attempt.currency)
+    )
+    if not matches:
+        if paid:
+            alerts.raise_alert(
+                tx,
+                kind="payment_mismatch",
+                subject=str(intent.get("id")),
+                agency_id=attempt.agency_id,
+                message=f"Stripe took {amount} {currency} (PaymentIntent {intent.get('id')}) "
+                f"naming reload {attempt.id}, which is for "
+                f"{to_minor_units(attempt.amount, attempt.currency)} {attempt.currency} of "
+                f"agency {attempt.agency_id}: not credited; refund it or credit it by hand "
+                "(`refill wallet adjust`)",
+            )
+            return "alerted"
         log.error(
             "PaymentIntent %s does not match reload %s (%s %s for agency %s): ignored",
             intent.get("id"),
@@ -91,17 +120,22 @@ def _settle_attempt(tx: Tx, policy: ReloadPolicy, intent: dict[str, Any]) -> Out
             metadata.get("refill_agency_id"),
         )
         return "ignored"
-    result = charge_result_from_payment_intent(intent)
-    if result.status is ChargeStatus.SUCCEEDED and attempt.status in ("canceled", "failed"):
-        # Money was taken for an attempt Refill gave up on: an operator must look.
-        log.error(
-            "PaymentIntent %s succeeded for reload %s, which is %s: refund it or credit "
-            "the agency by hand",
-            intent.get("id"),
-            attempt.id,
-            attempt.status,
-        )
-        return "ignored"
+    if paid and attempt.status in ("canceled", "failed"):
+        # Refill gave up on this attempt, yet the money was taken (the owner finished 3-D
+        # Secure on a payment canceled only here, say): it is credited, once, if the
+        # payment names this very attempt.
+        if named != attempt.id:
+            alerts.raise_alert(
+                tx,
+                kind="payment_unmatched",
+                subject=str(intent.get("id")),
+                agency_id=attempt.agency_id,
+                message=f"PaymentIntent {intent.get('id')} succeeded for reload {attempt.id} "
+                f"({attempt.status}) but does not name it in its metadata: not credited",
+            )
+            return "alerted"
+        reload.record_late_success(tx, policy, attempt.id, result, actor="stripe")
+        return "handled"
     if result.status is ChargeStatus.UNKNOWN:
         result = ChargeResult(ChargeStatus.UNKNOWN, result.payment_id)
     reload.record_charge_outcome(tx, policy, attempt.id, result)

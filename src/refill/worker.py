@@ -1,27 +1,82 @@
 """Runs reload attempts: claim, charge, record; and finds the work a crash left behind.
 
 No transaction spans the gateway call: the claim commits (pending → charging), the charge
-runs, and the outcome is recorded in a new transaction. A process that dies in between
-leaves the attempt ``charging``; the reconciler takes it over after a grace period and asks
-the gateway again with the same idempotency key, which answers with the first outcome.
+runs, and the outcome is recorded in a new transaction. The claimer holds a lease on the
+attempt, renewed every few seconds by a thread of its own while the call runs. A process
+that dies in between leaves the attempt ``charging`` with a lease that runs out; the
+reconciler then takes it over, asks the gateway what became of the charge, and sends it
+again under the same idempotency key (which answers with the first outcome) only while the
+gateway still remembers that key.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 
-from refill import reload
-from refill.db.database import Database
-from refill.gateway.base import ChargeRequest, ChargeResult, ChargeStatus, PaymentGateway
-from refill.ids import wallet_id_for
-from refill.money import Money, to_minor_units
+from refill import alerts, reload
+from refill.db.database import Database, Tx
+from refill.gateway.base import ChargeResult, ChargeStatus, PaymentGateway
+from refill.money import Money
 from refill.reload import ClaimedAttempt, ReloadAttempt, ReloadPolicy
 
 log = logging.getLogger("refill.worker")
+
+
+# Stripe remembers an idempotency key for 24 hours: a charge is re-sent under its key only
+# within this much of its first sending, when the gateway cannot say what became of it.
+RESEND_WINDOW = timedelta(hours=23)
+
+
+class LeaseKeeper:
+    """Renews the leases of this process's charges in flight, on a thread of its own, so a
+    gateway call that blocks (Stripe: up to 3 tries of 30 s) never lets its lease lapse
+    while the process lives; once it dies, the leases run out within ``lease``."""
+
+    def __init__(self, db: Database, lease: timedelta) -> None:
+        self.db = db
+        self.lease = lease
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def holding(self, attempt_id: str) -> Iterator[None]:
+        with self._lock:
+            self._held.add(attempt_id)
+            if self._thread is None and self.lease > timedelta(0):
+                self._thread = threading.Thread(
+                    target=self._renew_loop, name="refill-lease", daemon=True
+                )
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.discard(attempt_id)
+
+    def _renew_loop(self) -> None:
+        every = self.lease.total_seconds() / 5
+        while not self._stop.wait(every):
+            with self._lock:
+                held = sorted(self._held)
+            if not held:
+                continue
+            try:
+                self.db.write(partial(reload.renew_leases, attempt_ids=held, lease=self.lease))
+            except Exception:
+                log.exception("renewing the leases of %d charges failed", len(held))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
 
 
 class ReloadProcessor:
@@ -32,7 +87,7 @@ class ReloadProcessor:
         policy: ReloadPolicy,
         *,
         pending_grace: timedelta = timedelta(seconds=5),
-        stale_charging_after: timedelta = timedelta(seconds=60),
+        lease: timedelta = reload.DEFAULT_LEASE,
         stuck_after: timedelta = timedelta(minutes=30),
     ) -> None:
         self.db = db
@@ -41,52 +96,90 @@ class ReloadProcessor:
         # Fresh attempts belong to the instant path; the poller waits this long before
         # treating one as left behind.
         self.pending_grace = pending_grace
-        self.stale_charging_after = stale_charging_after
+        self.leases = LeaseKeeper(db, lease)
         self.stuck_after = stuck_after
         self._reported_stuck: set[str] = set()
 
+    @property
+    def lease(self) -> timedelta:
+        """How long this processor's claims hold without renewal."""
+        return self.leases.lease
+
+    @lease.setter
+    def lease(self, value: timedelta) -> None:
+        self.leases.lease = value
+
+    def close(self) -> None:
+        self.leases.stop()
+
     def process(self, attempt_id: str) -> ReloadAttempt | None:
         """Run one pending attempt to its outcome. None if someone else has it."""
-        claimed = self.db.write(lambda tx: reload.claim_attempt(tx, self.policy, attempt_id))
+        claimed = self.db.write(
+            lambda tx: reload.claim_attempt(tx, self.policy, attempt_id, lease=self.lease)
+        )
         if claimed is None:
             return None
         return self._charge_and_record(claimed)
 
-    @staticmethod
-    def charge_request(claimed: ClaimedAttempt) -> ChargeRequest:
+    charge_request = staticmethod(reload.charge_request)
+
+    def _ask_gateway(self, claimed: ClaimedAttempt, *, reconcile: bool) -> ChargeResult:
         attempt = claimed.attempt
-        return ChargeRequest(
-            token=claimed.token,
-            amount_minor=to_minor_units(attempt.amount, attempt.currency),
-            currency=attempt.currency,
-            idempotency_key=attempt.idempotency_key,
-            metadata={
-                "refill_agency_id": attempt.agency_id,
-                "refill_wallet_id": wallet_id_for(attempt.agency_id),
-                "refill_reload_id": attempt.id,
-                "refill_trigger": attempt.trigger,
-            },
-            customer=claimed.customer,
+        request = self.charge_request(claimed)
+        if reconcile:
+            # The claimer died: ask before charging again.
+            found = self.gateway.find_charge(request, attempt.gateway_payment_id)
+            if found is not None and found.status is not ChargeStatus.UNKNOWN:
+                return found
+            if found is not None and not self._may_resend(attempt):
+                # The gateway cannot be asked, and may have forgotten the key: a re-send
+                # could charge twice. A person must look.
+                self.db.write(partial(self._alert_unresolvable, attempt=attempt))
+                return found
+            # No record at the gateway, or it cannot be asked while it still knows the
+            # key: sending the same request again answers with the first outcome.
+        return self.gateway.charge(request)
+
+    def _may_resend(self, attempt: ReloadAttempt) -> bool:
+        sent = attempt.first_sent_at or attempt.created_at
+        return self.db.clock.now() - sent < RESEND_WINDOW
+
+    @staticmethod
+    def _alert_unresolvable(tx: Tx, attempt: ReloadAttempt) -> None:
+        sent = attempt.first_sent_at or attempt.created_at
+        alerts.raise_alert(
+            tx,
+            kind="charge_unresolvable",
+            subject=attempt.id,
+            agency_id=attempt.agency_id,
+            message=f"reload {attempt.id} ({Money(attempt.amount, attempt.currency)}) was "
+            f"first sent to the gateway at {sent:%Y-%m-%d %H:%M} UTC and the gateway "
+            "cannot be asked what became of it; it is not sent "
+            "again (its idempotency key may be forgotten). Look for the payment with metadata "
+            f"refill_reload_id={attempt.id}, then `refill reloads settle {attempt.id} --paid` "
+            "or `--not-paid`.",
         )
 
     def _charge_and_record(
         self, claimed: ClaimedAttempt, *, reconcile: bool = False
     ) -> ReloadAttempt:
         attempt = claimed.attempt
-        request = self.charge_request(claimed)
-        try:
-            result = None
-            if reconcile:
-                # The first answer was lost: ask before charging again.
-                result = self.gateway.find_charge(request, attempt.gateway_payment_id)
-            if result is None:
-                result = self.gateway.charge(request)
-        except Exception as exc:  # a gateway bug must not strand the attempt half-done
-            log.warning("charge for %s raised %s; outcome unknown", attempt.id, type(exc).__name__)
-            result = ChargeResult(ChargeStatus.UNKNOWN, failure_message=type(exc).__name__)
-        outcome = self.db.write(
-            lambda tx: reload.record_charge_outcome(tx, self.policy, attempt.id, result)
-        )
+        with self.leases.holding(attempt.id):
+            try:
+                result = self._ask_gateway(claimed, reconcile=reconcile)
+            except Exception as exc:  # a gateway bug must not strand the attempt half-done
+                log.warning(
+                    "charge for %s raised %s; outcome unknown", attempt.id, type(exc).__name__
+                )
+                result = ChargeResult(ChargeStatus.UNKNOWN, failure_message=type(exc).__name__)
+            outcome = self.db.write(
+                lambda tx: reload.record_charge_outcome(tx, self.policy, attempt.id, result)
+            )
+        self._log_outcome(attempt, outcome)
+        return outcome
+
+    @staticmethod
+    def _log_outcome(attempt: ReloadAttempt, outcome: ReloadAttempt) -> None:
         amount = Money(attempt.amount, attempt.currency)
         if outcome.status == "succeeded":
             log.info(
@@ -111,7 +204,6 @@ class ReloadProcessor:
                 amount,
                 attempt.agency_id,
             )
-        return outcome
 
     def run_due_work(self, *, limit: int = 50) -> int:
         """One pass of the poller and the reconciler. Returns how many attempts it ran."""
@@ -125,18 +217,13 @@ class ReloadProcessor:
         for attempt_id in pending:
             if self.process(attempt_id) is not None:
                 done += 1
-        stale_before = now - self.stale_charging_after
-        stale = self.db.read(
-            lambda tx: reload.stale_charging_attempts(tx, claimed_before=stale_before, limit=limit)
-        )
+        stale = self.db.read(lambda tx: reload.stale_charging_attempts(tx, limit=limit))
         for attempt_id in stale:
             claimed = self.db.write(
-                partial(
-                    reload.reclaim_stale_attempt, attempt_id=attempt_id, stale_before=stale_before
-                )
+                partial(reload.reclaim_stale_attempt, attempt_id=attempt_id, lease=self.lease)
             )
             if claimed is not None:
-                log.info("reconciling reload %s left charging", attempt_id)
+                log.info("reconciling reload %s: its claimer's lease ran out", attempt_id)
                 self._charge_and_record(claimed, reconcile=True)
                 done += 1
         lifted = self.db.read(lambda tx: reload.wallets_with_lifted_blocks(tx, now, limit))

@@ -3,91 +3,26 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from http import HTTPStatus
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from refill import services, webhooks
 from refill.api import schemas as s
+from refill.api.guard import RequestGuard
+from refill.api.problems import install_error_handlers, problem
 from refill.bootstrap import Refill
-from refill.errors import Forbidden, NotFound, PaymentFailed, RefillError, Unauthenticated
+from refill.errors import Forbidden, NotFound, PaymentFailed, Unauthenticated
 from refill.money import parse_amount
 from refill.portal.routes import install_portal
 from refill.reload import UNSET, SettingsChange
 from refill.services import Principal
 
 log = logging.getLogger("refill.api")
-
-PROBLEM = "application/problem+json"
-
-
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {
-        "type": f"urn:refill:problem:{code}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
-
-
-_STATUS_CODES = {
-    400: "malformed_json",  # the body could not be parsed (e.g. a 5000-digit number)
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "request_too_large",
-    415: "unsupported_media_type",
-}
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RefillError)
-    async def _refill_error(_: Request, exc: RefillError) -> JSONResponse:
-        extra = {k: v for k, v in exc.extra.items() if v is not None}
-        if isinstance(extra.get("available"), int):
-            extra["available"] = s.fmt(extra["available"], extra.pop("currency", None))
-        return problem(exc.status, exc.code, exc.title, exc.message, **extra)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": ".".join(str(p) for p in e["loc"] if p != "body"),
-                "message": e["msg"],
-                "type": e["type"],
-            }
-            for e in exc.errors()
-        ]
-        if any(e["type"] == "json_invalid" for e in errors):
-            return problem(
-                400, "malformed_json", "Malformed JSON", "the request body is not valid JSON"
-            )
-        detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
-        return problem(422, "validation_error", "Invalid request", detail, errors=errors)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, "http_error")
-        title = HTTPStatus(exc.status_code).phrase
-        return problem(exc.status_code, code, title, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return problem(
-            500,
-            "internal_error",
-            "Internal error",
-            "something went wrong on our side; nothing was charged twice",
-        )
 
 
 def create_app(refill: Refill) -> FastAPI:
@@ -107,7 +42,9 @@ def create_app(refill: Refill) -> FastAPI:
         summary="Auto-reload for prepaid parent wallets.",
         lifespan=lifespan,
     )
-    _install_error_handlers(app)
+    install_error_handlers(app)
+    # Innermost of the middleware: its refusals under /portal become pages on the way out.
+    app.add_middleware(RequestGuard, max_body_bytes=refill.settings.max_body_bytes)
     install_portal(app, refill)
     db = refill.db
 
@@ -172,9 +109,48 @@ def create_app(refill: Refill) -> FastAPI:
         )
 
     @app.post("/v1/subteams/{subteam_id}/keys", status_code=201)
-    def create_subteam_key(subteam_id: str, p: Owner) -> s.KeyOut:
-        key = services.create_subteam_key(db, agency_id=p.agency_id, subteam_id=subteam_id)
+    def create_subteam_key(
+        subteam_id: str, p: Owner, body: s.SubteamKeyCreate | None = None
+    ) -> s.KeyOut:
+        key = services.create_subteam_key(
+            db,
+            agency_id=p.agency_id,
+            subteam_id=subteam_id,
+            name=body.name if body else None,
+            actor=p.actor,
+        )
         return s.KeyOut(id=key.id, api_key=key.secret)
+
+    @app.get("/v1/keys")
+    def list_keys(p: Owner, limit: Limit = 50, cursor: str | None = None) -> s.ListOf[s.ApiKeyOut]:
+        page = services.list_keys(db, agency_id=p.agency_id, limit=limit, cursor=cursor)
+        return s.ListOf[s.ApiKeyOut](
+            data=[s.ApiKeyOut.of(k) for k in page.data], next_cursor=page.next_cursor
+        )
+
+    @app.post("/v1/keys", status_code=201)
+    def create_key(body: s.KeyCreate, p: Owner) -> s.KeyOut:
+        key = services.create_key(
+            db, agency_id=p.agency_id, subteam_id=body.subteam_id, name=body.name, actor=p.actor
+        )
+        return s.KeyOut(id=key.id, api_key=key.secret)
+
+    @app.post("/v1/keys/{key_id}/revoke")
+    def revoke_key(key_id: str, p: Owner) -> s.ApiKeyOut:
+        return s.ApiKeyOut.of(
+            services.revoke_key(db, agency_id=p.agency_id, key_id=key_id, actor=p.actor)
+        )
+
+    @app.post("/v1/keys/{key_id}/roll", status_code=201)
+    def roll_key(key_id: str, p: Owner, body: s.KeyRoll | None = None) -> s.RolledKeyOut:
+        issued, old = services.roll_key(
+            db,
+            agency_id=p.agency_id,
+            key_id=key_id,
+            expires_in=timedelta(seconds=body.expires_in_seconds if body else 0),
+            actor=p.actor,
+        )
+        return s.RolledKeyOut(id=issued.id, api_key=issued.secret, previous=s.ApiKeyOut.of(old))
 
     @app.post("/v1/payment-methods", status_code=201)
     def save_payment_method(
@@ -237,6 +213,7 @@ def create_app(refill: Refill) -> FastAPI:
         )
         wallet = services.update_auto_reload(
             db,
+            refill.gateway,
             refill.policy,
             agency_id=p.agency_id,
             currency=p.currency,
@@ -318,7 +295,9 @@ def create_app(refill: Refill) -> FastAPI:
     @app.post("/v1/reloads/{reload_id}/cancel")
     def cancel_reload(reload_id: str, p: Owner) -> s.ReloadOut:
         return s.ReloadOut.of(
-            services.cancel_reload(db, agency_id=p.agency_id, attempt_id=reload_id)
+            services.cancel_reload(
+                db, refill.gateway, refill.policy, agency_id=p.agency_id, attempt_id=reload_id
+            )
         )
 
     @app.get("/v1/agency")

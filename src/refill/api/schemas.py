@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic_core import PydanticCustomError
 
 from refill.audit import AuditEntry
 from refill.ledger import Transfer
 from refill.money import format_amount
 from refill.reload import PaymentMethod, ReloadAttempt
-from refill.services import Agency, Subteam, WalletView
+from refill.reload.policy import MAX_DAILY_LIMIT
+from refill.services import Agency, ApiKey, Subteam, WalletView
 
 T = TypeVar("T")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain a NUL character")
+    return value
+
+
+# Every string a client sends: PostgreSQL cannot store a NUL, and no name or id has one.
+Text = Annotated[StrictStr, AfterValidator(_no_nul)]
 
 _AMOUNT_DOC = 'A decimal string in the currency unit, such as "25.00" (at most 6 decimals).'
 
@@ -31,11 +43,11 @@ class Body(BaseModel):
 
 
 class SubteamCreate(Body):
-    name: StrictStr = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
 
 
 class PaymentMethodCreate(Body):
-    token: StrictStr = Field(
+    token: Text = Field(
         min_length=1,
         max_length=255,
         description="A gateway PaymentMethod id, e.g. pm_card_visa in sandbox or test mode.",
@@ -46,47 +58,70 @@ class AutoReloadUpdate(Body):
     """Fields left out keep their saved value; null clears an optional one."""
 
     enabled: StrictBool | None = None
-    threshold: StrictStr | None = amount_field(default=None)
-    reload_amount: StrictStr | None = amount_field(default=None)
-    payment_method_id: StrictStr | None = Field(default=None, max_length=40)
+    threshold: Text | None = amount_field(default=None)
+    reload_amount: Text | None = amount_field(default=None)
+    payment_method_id: Text | None = Field(default=None, max_length=40)
     mode: Literal["fixed", "target"] | None = Field(
         default=None,
         description="fixed (the default): add reload_amount; target: bring the balance up to "
         "target_balance.",
     )
-    target_balance: StrictStr | None = amount_field(default=None)
-    monthly_cap: StrictStr | None = amount_field(
+    target_balance: Text | None = amount_field(default=None)
+    monthly_cap: Text | None = amount_field(
         default=None, title="Cap on auto-reload spend per calendar month (agency time zone)"
     )
     daily_limit: StrictInt | None = Field(
-        default=None, ge=1, le=1000, description="Auto-reloads per day (default 10)."
+        default=None,
+        ge=1,
+        le=MAX_DAILY_LIMIT,
+        description=f"Auto-reloads per day (default 10, at most {MAX_DAILY_LIMIT}).",
     )
 
 
 class AgencyUpdate(Body):
-    timezone: StrictStr = Field(
+    timezone: Text = Field(
         max_length=64, description="IANA time zone for daily and monthly limits."
     )
 
 
 class CreditsCreate(Body):
-    amount: StrictStr = amount_field()
-    payment_method_id: StrictStr = Field(max_length=40)
+    amount: Text = amount_field()
+    payment_method_id: Text = Field(max_length=40)
 
 
 class UsageCreate(Body):
-    subteam_id: StrictStr = Field(max_length=40)
-    amount: StrictStr = amount_field()
-    reference: StrictStr = Field(
+    subteam_id: Text = Field(max_length=40)
+    amount: Text = amount_field()
+    reference: Text = Field(
         min_length=1,
         max_length=255,
         description="Your unique id for this usage; repeating it returns the first result.",
     )
-    description: StrictStr | None = Field(default=None, max_length=500)
+    description: Text | None = Field(default=None, max_length=500)
+
+
+class KeyCreate(Body):
+    subteam_id: Text | None = Field(
+        default=None, max_length=40, description="A key for this subteam; none: an owner key."
+    )
+    name: Text | None = Field(default=None, max_length=100)
+
+
+class SubteamKeyCreate(Body):
+    name: Text | None = Field(default=None, max_length=100)
+
+
+class KeyRoll(Body):
+    expires_in_seconds: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="How long the old key keeps working (at most 7 days; 0: stops now).",
+    )
 
 
 class AuthorizeRequest(Body):
-    subteam_id: StrictStr = Field(max_length=40)
+    subteam_id: Text = Field(max_length=40)
 
 
 class ListOf(BaseModel, Generic[T]):
@@ -107,6 +142,36 @@ class SubteamOut(BaseModel):
 class KeyOut(BaseModel):
     id: str
     api_key: str = Field(description="Shown once; store it now.")
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    role: str
+    subteam_id: str | None
+    name: str | None
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="Within a minute.")
+    revoked_at: datetime | None
+    expires_at: datetime | None = Field(description="A rolled key stops working then.")
+
+    @classmethod
+    def of(cls, k: ApiKey) -> ApiKeyOut:
+        return cls(
+            id=k.id,
+            role=k.role,
+            subteam_id=k.subteam_id,
+            name=k.name,
+            created_at=k.created_at,
+            last_used_at=k.last_used_at,
+            revoked_at=k.revoked_at,
+            expires_at=k.expires_at,
+        )
+
+
+class RolledKeyOut(BaseModel):
+    id: str
+    api_key: str = Field(description="The new secret, shown once; store it now.")
+    previous: ApiKeyOut
 
 
 class PaymentMethodOut(BaseModel):

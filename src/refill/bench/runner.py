@@ -32,6 +32,7 @@ from refill.db.database import Tx, create_db_engine
 from refill.db.migrate import upgrade
 from refill.ids import system_account_id, wallet_id_for
 from refill.reload import SettingsChange
+from refill.reload.policy import MAX_DAILY_LIMIT
 
 MAX_OPS_PER_CLIENT = 2_000_000  # a bound besides time, so no loop can run away
 ROUNDS = 4  # alternating Refill / baseline rounds per measurement
@@ -216,6 +217,7 @@ def make_agency(
         )
         services.update_auto_reload(
             db,
+            refill.gateway,
             refill.policy,
             agency_id=agency.id,
             currency="USD",
@@ -225,7 +227,7 @@ def make_agency(
                 threshold=threshold,
                 reload_amount=amount,
                 payment_method_id=card.id,
-                daily_limit=1000,
+                daily_limit=MAX_DAILY_LIMIT,
             ),
         )
     return BenchAgency(agency.id, subteam_ids)
@@ -350,8 +352,9 @@ class Bench:
         agencies: list[BenchAgency],
         baseline_agencies: list[BenchAgency],
         tag: str,
+        *,
+        amount: int = 100_000,  # 0.10 per event
     ) -> tuple[Callable[[int, int], None], Callable[[int, int], None]]:
-        amount = 100_000  # 0.10 per event
         revenue = system_account_id("usage_revenue", "USD")
 
         def refill_op(n: int, i: int) -> None:
@@ -384,16 +387,19 @@ class Bench:
         return refill_op, baseline_op
 
     def usage_hot(self, refill: Refill, clients: int) -> None:
-        # One wallet, many subteams, auto-reload on: every 1,000 events cross the threshold.
+        # One wallet, many subteams, auto-reload on: every 10,100 events of 0.01 cross the
+        # threshold (a few reloads a second at most, within the daily limit's 50).
         hot = make_agency(
             refill,
             f"hot-{self.run_id}-{clients}",
             subteams=16,
             grant=150_000_000,
-            auto_reload=(100_000_000, 100_000_000),
+            auto_reload=(100_000_000, 101_000_000),
         )
         base = make_agency(refill, f"hot-base-{self.run_id}-{clients}", subteams=16, grant=10**15)
-        refill_op, baseline_op = self._usage_ops(refill, [hot], [base], f"hot{clients}")
+        refill_op, baseline_op = self._usage_ops(
+            refill, [hot], [base], f"hot{clients}", amount=10_000
+        )
         mine, theirs = interleaved(
             refill_op,
             baseline_op,

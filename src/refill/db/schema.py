@@ -139,8 +139,14 @@ api_keys = Table(
     Column("role", String(16), nullable=False),
     # SHA-256 of the secret; the secret itself is shown once and never stored.
     Column("digest", String(64), nullable=False, unique=True),
+    # What the owner calls it ("production dialer"); optional.
+    Column("name", String(100), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Written at most once a minute per key, so the lookup on every request stays a read.
+    Column("last_used_at", UTCDateTime(), nullable=True),
     Column("revoked_at", UTCDateTime(), nullable=True),
+    # A rolled key keeps working until then (at most 7 days after the roll).
+    Column("expires_at", UTCDateTime(), nullable=True),
     CheckConstraint("role IN ('owner', 'subteam')", name="role"),
     CheckConstraint(
         "(role = 'subteam') = (subteam_id IS NOT NULL)", name="subteam_key_has_subteam"
@@ -250,6 +256,15 @@ reload_attempts = Table(
     Column("failure_code", String(64), nullable=True),
     Column("failure_message", String(500), nullable=True),
     Column("claimed_at", UTCDateTime(), nullable=True),
+    # charging: the claimer's lease, renewed every few seconds while its gateway call runs;
+    # once it has passed, the claimer is dead and the reconciler takes the attempt over.
+    Column("lease_until", UTCDateTime(), nullable=True),
+    # When the charge was first sent to the gateway: a re-send under the same idempotency
+    # key is only safe while the gateway still remembers the key (Stripe: 24 hours).
+    Column("first_sent_at", UTCDateTime(), nullable=True),
+    # requires_action: the owner (or a settings change) asked to cancel; the gateway is
+    # asked to cancel the payment before the attempt is recorded canceled.
+    Column("cancel_requested_at", UTCDateTime(), nullable=True),
     # A retry waits until this time (NULL: run at once).
     Column("not_before", UTCDateTime(), nullable=True),
     # The declined attempt this one retries, and how many retries came before it.
@@ -317,6 +332,24 @@ gateway_events = Table(
     Column("received_at", UTCDateTime(), nullable=False),
 )
 
+# Things an operator must look at: money the gateway reports as taken that Refill could
+# not credit by itself, a charge that can no longer be asked about. Listed by
+# `refill reloads stuck` until resolved.
+operator_alerts = Table(
+    "operator_alerts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    # What it is about (an attempt id, a PaymentIntent id): one open alert per kind and subject.
+    Column("subject", String(255), nullable=False),
+    Column("agency_id", String(40), nullable=True),
+    Column("message", String(1000), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Column("resolution", String(500), nullable=True),
+    UniqueConstraint("kind", "subject", name="uq_operator_alerts_kind_subject"),
+)
+
 # --- the billing portal: people, their agencies, their sessions ----------------------------
 
 users = Table(
@@ -355,14 +388,14 @@ portal_sessions = Table(
     Column("ended_at", UTCDateTime(), nullable=True),
 )
 
-# Failed sign-ins, for the rate limit (kept in the database: it holds across processes).
-login_failures = Table(
-    "login_failures",
+# Sign-in attempts per e-mail and per client address in the current window, counted
+# *before* the password is checked (an upsert that returns the count), so a burst cannot
+# pass the limit. Kept in the database: it holds across processes.
+login_throttle = Table(
+    "login_throttle",
     metadata,
-    Column("id", BigIntPK, primary_key=True, autoincrement=True),
-    Column("email", String(254), nullable=False),
-    Column("client_ip", String(64), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
+    # "email:<address>" or "ip:<address>"
+    Column("key", String(320), primary_key=True),
+    Column("window_start", UTCDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False),
 )
-Index("ix_login_failures_email", login_failures.c.email, login_failures.c.created_at)
-Index("ix_login_failures_client_ip", login_failures.c.client_ip, login_failures.c.created_at)

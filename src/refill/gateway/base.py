@@ -15,6 +15,8 @@ class ChargeStatus(StrEnum):
     SUCCEEDED = "succeeded"
     DECLINED = "declined"
     REQUIRES_ACTION = "requires_action"
+    # The payment was canceled before any money moved (by Refill, or at the gateway).
+    CANCELED = "canceled"
     # The gateway's answer was lost (timeout, reset, 5xx): the charge may or may not exist.
     UNKNOWN = "unknown"
 
@@ -108,7 +110,14 @@ class PaymentGateway(Protocol):
 
     def find_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult | None:
         """The current state of a charge made earlier for this request, or None if the
-        gateway has no record of it (then sending the same request again is safe)."""
+        gateway has no record of it (then sending the same request again is safe).
+        UNKNOWN when the gateway cannot be asked."""
+        ...
+
+    def cancel_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult:
+        """Cancel a charge that waits for the card holder (3-D Secure), so it can no longer
+        take money. CANCELED once it cannot; SUCCEEDED if it was paid first; UNKNOWN when
+        the gateway cannot confirm either."""
         ...
 
 

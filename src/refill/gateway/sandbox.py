@@ -108,3 +108,8 @@ class SandboxGateway:
         # The sandbox keeps no state: its answer to a request is a pure function of it, so
         # "not found" makes the reconciler send the same request again, which is safe.
         return None
+
+    def cancel_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult:
+        # Nothing waits at a sandbox bank: a payment waiting for authentication is simply
+        # never completed.
+        return ChargeResult(ChargeStatus.CANCELED, payment_id)

@@ -70,7 +70,7 @@ def charge_result_from_payment_intent(intent: Mapping[str, Any]) -> ChargeResult
         )
     if status == "canceled":
         return ChargeResult(
-            ChargeStatus.DECLINED,
+            ChargeStatus.CANCELED,
             payment_id,
             "canceled",
             f"The payment was canceled ({intent.get('cancellation_reason') or 'no reason'}).",
@@ -247,6 +247,35 @@ class StripeGateway:
         intents.sort(key=lambda intent: intent.status != "succeeded")
         return charge_result_from_payment_intent(intents[0])
 
+    def cancel_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult:
+        """Cancel the PaymentIntent so the owner's client secret can no longer pay it; when
+        Stripe refuses (it was paid, or already canceled), say what it is now."""
+        if payment_id is None:
+            found = self.find_charge(request, None)
+            if found is None:
+                return ChargeResult(ChargeStatus.CANCELED, None)  # never created at Stripe
+            if found.status is not ChargeStatus.REQUIRES_ACTION or found.payment_id is None:
+                return found
+            payment_id = found.payment_id
+        try:
+            intent = self.client.v1.payment_intents.cancel(payment_id)
+            return charge_result_from_payment_intent(intent)
+        except stripe.InvalidRequestError as exc:
+            log.info("Stripe did not cancel %s (%s); asking what it is", payment_id, exc.code)
+        except stripe.StripeError as exc:
+            log.warning("no answer from Stripe canceling %s: %s", payment_id, exc)
+            return ChargeResult(ChargeStatus.UNKNOWN, payment_id, failure_message=str(exc)[:200])
+        try:
+            result = charge_result_from_payment_intent(
+                self.client.v1.payment_intents.retrieve(payment_id)
+            )
+        except stripe.StripeError as exc:
+            return ChargeResult(ChargeStatus.UNKNOWN, payment_id, failure_message=str(exc)[:200])
+        if result.status is ChargeStatus.REQUIRES_ACTION:
+            # Refused to cancel, yet still waiting: not a state Stripe documents.
+            return ChargeResult(ChargeStatus.UNKNOWN, payment_id, failure_message="not canceled")
+        return result
+
     # --- webhooks ------------------------------------------------------------------------
 
     def parse_webhook(self, payload: bytes, signature: str | None) -> GatewayEvent:
@@ -276,7 +305,7 @@ class StripeGateway:
             if not isinstance(obj, dict):
                 raise TypeError(type(obj).__name__)
             return GatewayEvent(id=str(event["id"]), type=str(event["type"]), object=obj)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise InvalidWebhook(
                 "the body is not a Stripe event", code="malformed_webhook"
             ) from None

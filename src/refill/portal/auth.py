@@ -5,26 +5,35 @@ CSRF tokens and the sign-in rate limit. No web framework here: the routes call t
 - A session is a random token in an HttpOnly cookie; the database keeps only its SHA-256,
   the agency it was opened for, and the CSRF token its forms carry. It ends after
   ``IDLE`` without use, ``LIFETIME`` after sign-in, or at sign-out.
-- Sign-in is refused for ``LOCKOUT`` after ``MAX_FAILURES`` failures for one e-mail or
-  from one client address within that window (counted in the database, so every process
-  sees them).
+- Sign-in attempts are counted per e-mail and per client address *before* the password is
+  checked (an upsert in the database, so every process sees them and a burst cannot pass
+  the limit): past ``MAX_FAILURES`` for one e-mail or ``MAX_PER_ADDRESS`` from one address
+  in a ``LOCKOUT`` window, sign-in is refused until the window ends. A success clears the
+  e-mail's count.
+- A password hash costs 64 MiB and tens of milliseconds: at most ``HASH_SLOTS`` run at
+  once in a process; a request that finds none free within ``HASH_WAIT`` is told to come
+  back (429 with ``Retry-After``). An unknown e-mail is checked against a dummy hash, so it
+  costs the same as a known one, inside the same bound.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 
 from refill import audit
-from refill.db.database import Database, Tx
-from refill.db.schema import agencies, login_failures, memberships, portal_sessions, users
+from refill.db.database import Database, Tx, dialect_insert
+from refill.db.schema import agencies, login_throttle, memberships, portal_sessions, users
 from refill.errors import (
     Conflict,
     Forbidden,
@@ -41,17 +50,48 @@ MIN_PASSWORD_LENGTH = 12
 IDLE = timedelta(hours=12)
 LIFETIME = timedelta(days=7)
 MAX_FAILURES = 5
+MAX_PER_ADDRESS = 20
 LOCKOUT = timedelta(minutes=15)
+HASH_SLOTS = 2
+HASH_WAIT = 3.0  # seconds a sign-in waits for a free hashing slot
 
 _hasher = PasswordHasher()
 # Verified against when the e-mail is unknown, so both answers take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+_hash_slots = threading.BoundedSemaphore(HASH_SLOTS)
 
 
 class TooManyAttempts(RefillError):
     code = "too_many_attempts"
     status = 429
     title = "Too many attempts"
+
+
+@contextmanager
+def _hash_slot(wait: float = HASH_WAIT) -> Iterator[None]:
+    """One of the few password hashes this process runs at once, or 429."""
+    if not _hash_slots.acquire(timeout=wait):
+        raise TooManyAttempts(
+            "the server is busy checking other sign-ins; try again in a few seconds",
+            code="sign_in_busy",
+            retry_after=2,
+        )
+    try:
+        yield
+    finally:
+        _hash_slots.release()
+
+
+def hash_password(password: str) -> str:
+    with _hash_slot(wait=30.0):
+        return _hasher.hash(check_password(password))
+
+
+def _password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,23 +156,36 @@ def add_member(
     role: Role,
     password: str | None,
     actor: str,
-) -> Member:
-    """Give a person a role in the agency. A new e-mail needs a password; an existing user
-    keeps theirs (and ``password`` must then be None or is ignored)."""
+    attach_existing: bool = False,
+) -> Member | None:
+    """Give a person a role in the agency.
+
+    From the billing page (``attach_existing=False``) only a new person is added, with the
+    password given: an e-mail that already has an account is never attached to the agency
+    without its owner's consent, and the caller cannot tell the two apart (both cost a
+    password hash and both return None). An operator (``attach_existing=True``: the CLI,
+    the demo) may give an existing user a role; a new e-mail still needs a password.
+    """
     email = normalize_email(email)
     if role not in ROLES:
         raise ValidationFailed("the role must be owner, admin or member", field="role")
+    if password is None and not attach_existing:
+        raise ValidationFailed("set a password for the new member", field="password")
     existing = db.read(
         lambda tx: tx.conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
     )
     password_hash = None
-    if existing is None:
-        if password is None:
-            raise ValidationFailed("a new user needs a password", field="password")
-        password_hash = _hasher.hash(check_password(password))  # slow: outside the transaction
+    if password is not None:
+        password_hash = hash_password(password)  # slow: outside the transaction
+    elif existing is None:
+        raise ValidationFailed("a new user needs a password", field="password")
+    if existing is not None and not attach_existing:
+        return None
 
-    def work(tx: Tx) -> Member:
+    def work(tx: Tx) -> Member | None:
         user_id = tx.conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
+        if user_id is not None and not attach_existing:
+            return None  # created meanwhile: the same rule
         if user_id is None:
             if password_hash is None:
                 raise Conflict("that user was removed meanwhile; try again")
@@ -170,7 +223,7 @@ def add_member(
 def set_password(db: Database, *, email: str, password: str) -> None:
     """Give an existing user a new password and end their sessions."""
     email = normalize_email(email)
-    password_hash = _hasher.hash(check_password(password))
+    password_hash = hash_password(password)
 
     def work(tx: Tx) -> None:
         user_id = tx.conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
@@ -254,6 +307,30 @@ def remove_member(db: Database, session: PortalSession, *, user_id: str) -> None
 # --- sessions -----------------------------------------------------------------------------
 
 
+def _count_attempt(tx: Tx, key: str) -> int:
+    """One more attempt for ``key`` in its window (a new window once the old one ended);
+    the count, read and written in one statement under the row's lock."""
+    expired = tx.now - LOCKOUT
+    stale = login_throttle.c.window_start <= expired
+    stmt = (
+        dialect_insert(tx)(login_throttle)
+        .values(key=key, window_start=tx.now, attempts=1)
+        .on_conflict_do_update(
+            index_elements=["key"],
+            set_={
+                "attempts": case((stale, 1), else_=login_throttle.c.attempts + 1),
+                "window_start": case((stale, tx.now), else_=login_throttle.c.window_start),
+            },
+        )
+        .returning(login_throttle.c.attempts)
+    )
+    return int(tx.conn.execute(stmt).scalar_one())
+
+
+def _throttle_keys(email: str, client_ip: str) -> tuple[str, str]:
+    return f"email:{email}", f"ip:{client_ip[:64]}"
+
+
 def sign_in(db: Database, *, email: str, password: str, client_ip: str) -> str:
     """A new session token for the user's (first) agency; raises ``Unauthenticated`` with
     one message for every wrong answer, or ``TooManyAttempts``."""
@@ -261,38 +338,22 @@ def sign_in(db: Database, *, email: str, password: str, client_ip: str) -> str:
         email = normalize_email(email)
     except ValidationFailed:
         email = email.strip().lower()[:254]
-    now = db.clock.now()
-
-    def failures(tx: Tx) -> tuple[int, int]:
-        since = now - LOCKOUT
-        by_email = tx.conn.execute(
-            select(func.count()).where(
-                login_failures.c.email == email, login_failures.c.created_at > since
+    by_email, by_ip = _throttle_keys(email, client_ip)
+    with _hash_slot():
+        # Counted before the password is checked: a burst of guesses cannot pass the limit.
+        counts = db.write(lambda tx: (_count_attempt(tx, by_email), _count_attempt(tx, by_ip)))
+        if counts[0] > MAX_FAILURES or counts[1] > MAX_PER_ADDRESS:
+            raise TooManyAttempts(
+                f"too many sign-in attempts; wait {int(LOCKOUT.total_seconds() // 60)} minutes "
+                "and try again",
+                retry_after=int(LOCKOUT.total_seconds()),
             )
-        ).scalar_one()
-        by_ip = tx.conn.execute(
-            select(func.count()).where(
-                login_failures.c.client_ip == client_ip, login_failures.c.created_at > since
-            )
-        ).scalar_one()
-        return int(by_email), int(by_ip)
-
-    by_email, by_ip = db.read(failures)
-    if by_email >= MAX_FAILURES or by_ip >= MAX_FAILURES * 4:
-        raise TooManyAttempts(
-            f"too many failed sign-ins; wait {int(LOCKOUT.total_seconds() // 60)} minutes "
-            "and try again"
+        found = db.read(
+            lambda tx: tx.conn.execute(
+                select(users.c.id, users.c.password_hash).where(users.c.email == email)
+            ).one_or_none()
         )
-    found = db.read(
-        lambda tx: tx.conn.execute(
-            select(users.c.id, users.c.password_hash).where(users.c.email == email)
-        ).one_or_none()
-    )
-    ok = False
-    try:
-        ok = _hasher.verify(found.password_hash if found else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        ok = False
+        ok = _password_matches(found.password_hash if found else _DUMMY_HASH, password)
     agency_id = None
     if ok and found is not None:
         agency_id = db.read(
@@ -304,17 +365,6 @@ def sign_in(db: Database, *, email: str, password: str, client_ip: str) -> str:
             ).scalar()
         )
     if found is None or not ok or agency_id is None:
-
-        def record_failure(tx: Tx) -> None:
-            tx.conn.execute(
-                insert(login_failures).values(email=email, client_ip=client_ip, created_at=tx.now)
-            )
-            # Older failures count for nothing: the table holds one window at most.
-            tx.conn.execute(
-                delete(login_failures).where(login_failures.c.created_at <= tx.now - LOCKOUT)
-            )
-
-        db.write(record_failure)
         raise Unauthenticated("the e-mail or the password is wrong", code="sign_in_failed")
     token = secrets.token_urlsafe(32)
 
@@ -329,7 +379,17 @@ def sign_in(db: Database, *, email: str, password: str, client_ip: str) -> str:
                 last_seen_at=tx.now,
             )
         )
-        tx.conn.execute(delete(login_failures).where(login_failures.c.email == email))
+        # A success clears the e-mail's count and takes itself off the address's.
+        tx.conn.execute(delete(login_throttle).where(login_throttle.c.key == by_email))
+        tx.conn.execute(
+            update(login_throttle)
+            .where(login_throttle.c.key == by_ip, login_throttle.c.attempts > 0)
+            .values(attempts=login_throttle.c.attempts - 1)
+        )
+        # Old windows count for nothing: the table holds one window at most.
+        tx.conn.execute(
+            delete(login_throttle).where(login_throttle.c.window_start <= tx.now - LOCKOUT)
+        )
 
     db.write(open_session)
     return token

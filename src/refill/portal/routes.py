@@ -8,6 +8,7 @@ card cannot be named, let alone reached.
 """
 
 import json
+import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from refill import services
+from refill.api.problems import unexpected_problem
 from refill.bootstrap import Refill
 from refill.errors import Forbidden, RefillError, ValidationFailed
 from refill.gateway.sandbox import TEST_CARDS
@@ -29,6 +31,7 @@ from refill.money import format_amount, parse_amount
 from refill.portal import auth, billing
 from refill.reload import UNSET, SettingsChange
 
+log = logging.getLogger("refill.portal")
 HERE = Path(__file__).parent
 SESSION_COOKIE = "refill_session"
 LOGIN_CSRF_COOKIE = "refill_login_csrf"
@@ -53,7 +56,9 @@ NOTICES = {
     "auto_reload_saved": "Auto-reload settings saved.",
     "card_added": "Card saved.",
     "card_removed": "Card removed.",
-    "member_added": "Member added.",
+    # The same words whether or not the e-mail had an account (which is never attached).
+    "member_added": "Done: a person new to Refill now has an account in this agency. Someone "
+    "who already has a Refill account cannot be added yet (invitations are coming).",
     "member_removed": "Member removed.",
 }
 
@@ -70,6 +75,23 @@ def _plain_status(status: int) -> str:
     if status < 500:
         return "The request was not understood. Go back and try again."
     return "Something went wrong on our side. Try again in a minute."
+
+
+# Refusals whose problem+json says something a person can act on, in the page's words.
+_PAGE_WORDS = {
+    "request_too_large": "That was more than this page accepts. Go back and send less.",
+    "invalid_characters": "What you sent contains a character that is never valid (a NUL). "
+    "Go back, retype it and try again.",
+}
+
+
+async def _refusal_message(response: Response) -> str:
+    body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
+    try:
+        code = json.loads(body).get("code")
+    except ValueError:
+        code = None
+    return _PAGE_WORDS.get(str(code), _plain_status(response.status_code))
 
 
 class SignInNeeded(Exception):
@@ -144,6 +166,29 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
     async def _sign_in(request: Request, exc: SignInNeeded) -> Response:
         return RedirectResponse("/portal/login", status_code=303)
 
+    def secure(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = csp
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        """A bug: under /portal a page with the portal's headers, elsewhere problem+json."""
+        if not request.url.path.startswith("/portal"):
+            return await unexpected_problem(request, exc)
+        log.exception("unexpected error on %s", request.url.path)
+        return secure(
+            templates.TemplateResponse(
+                request,
+                "error.html",
+                {"message": _plain_status(500), "status": 500},
+                status_code=500,
+            )
+        )
+
     @app.exception_handler(PortalRefused)
     async def _refused(request: Request, exc: PortalRefused) -> Response:
         return templates.TemplateResponse(
@@ -174,15 +219,17 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
             response = templates.TemplateResponse(
                 request,
                 "error.html",
-                {"message": _plain_status(response.status_code), "status": response.status_code},
+                {
+                    "message": await _refusal_message(response),
+                    "status": response.status_code,
+                },
                 status_code=response.status_code,
+                headers={"Retry-After": response.headers["Retry-After"]}
+                if "Retry-After" in response.headers
+                else None,
             )
         if portal:
-            response.headers["Content-Security-Policy"] = csp
-            response.headers["X-Frame-Options"] = "DENY"
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["Referrer-Policy"] = "same-origin"
-            response.headers.setdefault("Cache-Control", "no-store")
+            secure(response)
         return response
 
     async def current(request: Request) -> auth.PortalSession:
@@ -396,6 +443,7 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
             try:
                 services.update_auto_reload(
                     db,
+                    refill.gateway,
                     refill.policy,
                     agency_id=session.agency_id,
                     currency=services.get_agency(db, session.agency_id).currency,

@@ -20,30 +20,37 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 
 from refill import audit, ledger
-from refill.db.database import SqlTx, Tx, bind_time, prepared
+from refill.db.database import SqlTx, Tx, bind_time, dialect_insert, prepared
 from refill.db.schema import (
     ACTIVE_AUTO_RELOAD,
     agencies,
     payment_methods,
     reload_attempts,
 )
-from refill.errors import Conflict, InvalidSettings, NotFound
-from refill.gateway.base import ChargeResult, ChargeStatus
+from refill.errors import Conflict, GatewayUnavailable, InvalidSettings, NotFound
+from refill.gateway.base import ChargeRequest, ChargeResult, ChargeStatus
 from refill.ids import new_id, wallet_id_for
-from refill.money import format_amount, is_whole_minor_units
+from refill.money import (
+    currency_info,
+    format_amount,
+    require_whole_minor_units,
+    to_minor_units,
+)
 from refill.reload import settings as reload_settings
 from refill.reload.policy import DeclineClass, ReloadPolicy, local_day, local_month
 from refill.reload.settings import AutoReloadSettings, SettingsChange
 
 # Attempts that spend (or may spend) money: what the daily limit and monthly cap count.
 SPENDING_STATUSES = ("pending", "charging", "requires_action", "succeeded")
+# How long a claim holds without renewal; the claimer renews it every fifth of that.
+DEFAULT_LEASE = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,8 @@ class ReloadAttempt:
     blocked_until: datetime | None
     created_at: datetime
     updated_at: datetime
+    cancel_requested_at: datetime | None = None
+    first_sent_at: datetime | None = None
 
 
 def attempt_from_row(row: Any) -> ReloadAttempt:
@@ -208,9 +217,9 @@ def trigger_auto_reload(
         (
             attempt_id,
             agency_id,
-            policy.min_reload_amount,
+            currency_info(currency).min_reload,
             currency,
-            f"refill-reload-{attempt_id}",
+            idempotency_key_for(attempt_id),
             now,
             now,
             wallet_id_for(agency_id),
@@ -224,6 +233,50 @@ def trigger_auto_reload(
     return attempt_id
 
 
+# What an owner's change can alter; a change that leaves all of them (and the status they
+# lead to) as saved is no change at all.
+_SETTINGS_COMPARED = (
+    "enabled",
+    "status",
+    "threshold",
+    "reload_amount",
+    "payment_method_id",
+    "mode",
+    "target_balance",
+    "monthly_cap",
+    "daily_limit",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsPlan:
+    current: AutoReloadSettings
+    merged: AutoReloadSettings
+
+    @property
+    def unchanged(self) -> bool:
+        return all(
+            getattr(self.current, name) == getattr(self.merged, name) for name in _SETTINGS_COMPARED
+        )
+
+
+def plan_settings_change(
+    tx: Tx, policy: ReloadPolicy, *, agency_id: str, currency: str, change: SettingsChange
+) -> SettingsPlan:
+    """The settings ``change`` leads to, validated; writes nothing (InvalidSettings)."""
+    current = reload_settings.get_settings(tx, agency_id, policy=policy)
+    merged = reload_settings.merge_change(current, change)
+    payment_method = (
+        reload_settings.get_payment_method(tx, agency_id, merged.payment_method_id)
+        if merged.payment_method_id is not None
+        else None
+    )
+    reload_settings.validate_settings(
+        policy, currency, merged, payment_method, tx.now, previous=current
+    )
+    return SettingsPlan(current, merged)
+
+
 def change_settings(
     tx: Tx,
     policy: ReloadPolicy,
@@ -232,34 +285,31 @@ def change_settings(
     currency: str,
     change: SettingsChange,
     actor: str,
-) -> AutoReloadSettings:
+) -> SettingsPlan:
     """Validate and store the owner's settings; reload at once if already below threshold.
 
-    Any change cancels a waiting retry or an open ``requires_action`` attempt first (they
-    were made under the old settings) and lifts a rail's block, then evaluates the trigger.
+    A change that changes nothing writes nothing. Any other change cancels a waiting retry
+    (made under the old settings) and lifts a rail's block, then evaluates the trigger. An
+    attempt waiting for 3-D Secure must have been canceled at the gateway before (see
+    ``request_cancel``): it is never canceled here, in the database only.
     """
     balance = ledger.lock_wallet(tx, agency_id)
-    current = reload_settings.get_settings(tx, agency_id, policy=policy)
-    merged = reload_settings.merge_change(current, change)
-    payment_method = (
-        reload_settings.get_payment_method(tx, agency_id, merged.payment_method_id)
-        if merged.payment_method_id is not None
-        else None
-    )
-    reload_settings.validate_settings(policy, currency, merged, payment_method, tx.now)
-    _cancel_waiting_auto_attempts(tx, agency_id)
-    reload_settings.write_settings(tx, agency_id, merged)
+    plan = plan_settings_change(tx, policy, agency_id=agency_id, currency=currency, change=change)
+    if plan.unchanged:
+        return plan
+    _cancel_waiting_retries(tx, agency_id)
+    reload_settings.write_settings(tx, agency_id, plan.merged)
     audit.record(
         tx,
         agency_id=agency_id,
         actor=actor,
         action="auto_reload.updated",
         target_id=wallet_id_for(agency_id),
-        before=reload_settings.snapshot(current, currency),
-        after=reload_settings.snapshot(merged, currency),
+        before=reload_settings.snapshot(plan.current, currency),
+        after=reload_settings.snapshot(plan.merged, currency),
     )
     trigger_auto_reload(tx, policy, agency_id=agency_id, balance=balance, currency=currency)
-    return merged
+    return plan
 
 
 def reevaluate_after_block(tx: Tx, policy: ReloadPolicy, agency_id: str) -> str | None:
@@ -278,6 +328,12 @@ def reevaluate_after_block(tx: Tx, policy: ReloadPolicy, agency_id: str) -> str 
 # --- manual top-ups -----------------------------------------------------------------------
 
 
+class IdempotencyKeyInUse(Conflict):
+    """The first request with this key is still being processed: try again shortly."""
+
+    code = "idempotency_key_in_use"
+
+
 def create_manual_attempt(
     tx: Tx,
     policy: ReloadPolicy,
@@ -290,60 +346,81 @@ def create_manual_attempt(
 ) -> tuple[ReloadAttempt, bool]:
     """A manual top-up: its own attempt, not limited by the one-active-auto-reload rule.
 
-    Returns the attempt and whether it was created now (False: the request key was used).
+    Returns the attempt and whether it was created now (False: the request key was used,
+    and that first request has finished). The key is claimed by the insert itself (ON
+    CONFLICT DO NOTHING on its unique index), so two requests with one key at once create
+    one attempt; the second is told the first is still in flight.
     """
-    if request_key is not None:
-        existing = tx.conn.execute(
-            select(reload_attempts).where(
-                reload_attempts.c.agency_id == agency_id,
-                reload_attempts.c.request_key == request_key,
-            )
-        ).one_or_none()
-        if existing is not None:
-            attempt = attempt_from_row(existing._mapping)
-            if attempt.amount != amount or attempt.payment_method_id != payment_method_id:
-                raise Conflict(
-                    "this Idempotency-Key was used for a different top-up",
-                    code="idempotency_key_conflict",
-                )
-            return attempt, False
+    bounds = currency_info(currency)
     if amount <= 0:
         raise InvalidSettings("amount must be more than zero", field="amount")
-    if not is_whole_minor_units(amount, currency):
+    require_whole_minor_units(amount, currency, "amount", error=InvalidSettings)
+    if not bounds.min_reload <= amount <= bounds.max_reload:
         raise InvalidSettings(
-            f"amount must be a whole number of {currency} minor units (cards are charged in "
-            "whole cents)",
+            f"amount must be between {format_amount(bounds.min_reload, currency)} and "
+            f"{format_amount(bounds.max_reload, currency)} {currency}",
             field="amount",
         )
-    if not policy.min_reload_amount <= amount <= policy.max_reload_amount:
-        raise InvalidSettings(
-            f"amount must be between {format_amount(policy.min_reload_amount, currency)} and "
-            f"{format_amount(policy.max_reload_amount, currency)} {currency}",
-            field="amount",
+    existing = None if request_key is None else _by_request_key(tx, agency_id, request_key)
+    if existing is None:
+        payment_method = reload_settings.get_payment_method(tx, agency_id, payment_method_id)
+        if payment_method.is_expired(tx.now):
+            raise InvalidSettings(
+                f"the card ending {payment_method.last4} has expired", field="payment_method_id"
+            )
+        attempt_id = new_id("rld")
+        inserted = tx.conn.execute(
+            dialect_insert(tx)(reload_attempts)
+            .values(
+                id=attempt_id,
+                agency_id=agency_id,
+                wallet_id=wallet_id_for(agency_id),
+                trigger="manual",
+                status="pending",
+                amount=amount,
+                currency=currency,
+                payment_method_id=payment_method_id,
+                idempotency_key=idempotency_key_for(attempt_id),
+                request_key=request_key,
+                created_at=tx.now,
+                updated_at=tx.now,
+            )
+            .on_conflict_do_nothing(index_elements=["agency_id", "request_key"])
+            .returning(reload_attempts.c.id)
+        ).first()
+        if inserted is not None:
+            return get_attempt(tx, agency_id, attempt_id), True
+        # Another request with the same key committed first (it waited on our insert).
+        assert request_key is not None
+        existing = _by_request_key(tx, agency_id, request_key)
+        assert existing is not None
+    if existing.amount != amount or existing.payment_method_id != payment_method_id:
+        raise Conflict(
+            "this Idempotency-Key was used for a different top-up",
+            code="idempotency_key_conflict",
         )
-    payment_method = reload_settings.get_payment_method(tx, agency_id, payment_method_id)
-    if payment_method.is_expired(tx.now):
-        raise InvalidSettings(
-            f"the card ending {payment_method.last4} has expired", field="payment_method_id"
+    if existing.status in ("pending", "charging"):
+        raise IdempotencyKeyInUse(
+            "a request with this Idempotency-Key is still being processed; retry in a second",
+            retry_after=1,
         )
-    attempt_id = new_id("rld")
-    tx.conn.execute(
-        insert(reload_attempts).values(
-            id=attempt_id,
-            agency_id=agency_id,
-            wallet_id=wallet_id_for(agency_id),
-            trigger="manual",
-            status="pending",
-            amount=amount,
-            currency=currency,
-            payment_method_id=payment_method_id,
-            idempotency_key=f"refill-reload-{attempt_id}",
-            request_key=request_key,
-            created_at=tx.now,
-            updated_at=tx.now,
+    return existing, False
+
+
+def _by_request_key(tx: Tx, agency_id: str, request_key: str) -> ReloadAttempt | None:
+    row = tx.conn.execute(
+        select(reload_attempts).where(
+            reload_attempts.c.agency_id == agency_id,
+            reload_attempts.c.request_key == request_key,
         )
-    )
-    return get_attempt(tx, agency_id, attempt_id), True
+    ).one_or_none()
+    return None if row is None else attempt_from_row(row._mapping)
+
+
+def idempotency_key_for(attempt_id: str) -> str:
+    """What the gateway is sent with every charge of this attempt: from our own id, so a
+    re-send is the same request (never from the time or a random number)."""
+    return f"refill-reload-{attempt_id}"
 
 
 # --- state machine ------------------------------------------------------------------------
@@ -386,13 +463,36 @@ class ClaimedAttempt:
     customer: str | None = None
 
 
+def charge_request(claimed: ClaimedAttempt) -> ChargeRequest:
+    """What the gateway is sent for this attempt, the same every time it is sent."""
+    attempt = claimed.attempt
+    return ChargeRequest(
+        token=claimed.token,
+        amount_minor=to_minor_units(attempt.amount, attempt.currency),
+        currency=attempt.currency,
+        idempotency_key=attempt.idempotency_key,
+        metadata={
+            "refill_agency_id": attempt.agency_id,
+            "refill_wallet_id": wallet_id_for(attempt.agency_id),
+            "refill_reload_id": attempt.id,
+            "refill_trigger": attempt.trigger,
+        },
+        customer=claimed.customer,
+    )
+
+
 def _claimed(tx: Tx, attempt: ReloadAttempt) -> ClaimedAttempt:
     card = tx.conn.execute(_CARD_TO_CHARGE, {"pm_id": attempt.payment_method_id}).one()
     return ClaimedAttempt(attempt, card.token, card.stripe_customer_id)
 
 
-def claim_attempt(tx: Tx, policy: ReloadPolicy, attempt_id: str) -> ClaimedAttempt | None:
+def claim_attempt(
+    tx: Tx, policy: ReloadPolicy, attempt_id: str, *, lease: timedelta = DEFAULT_LEASE
+) -> ClaimedAttempt | None:
     """pending → charging, once it is due. None if someone else has it or it is not needed.
+
+    The claimer holds a lease on the attempt (``lease_until``) and keeps renewing it while
+    its gateway call runs (``renew_leases``); a lease that runs out means the claimer died.
 
     An auto-reload re-checks the trigger under the wallet lock first: a retry that comes due
     after the owner topped up by hand is canceled instead of charged, one that a rail now
@@ -444,30 +544,49 @@ def claim_attempt(tx: Tx, policy: ReloadPolicy, attempt_id: str) -> ClaimedAttem
             allowed_from=("pending",),
             to="charging",
             claimed_at=tx.now,
+            lease_until=tx.now + lease,
+            first_sent_at=tx.now,
             amount=decision.amount,
             payment_method_id=settings.payment_method_id,
         )
     else:
         changed = _transition(
-            tx, attempt_id, allowed_from=("pending",), to="charging", claimed_at=tx.now
+            tx,
+            attempt_id,
+            allowed_from=("pending",),
+            to="charging",
+            claimed_at=tx.now,
+            lease_until=tx.now + lease,
+            first_sent_at=tx.now,
         )
     return _claimed(tx, changed) if changed else None
 
 
-def reclaim_stale_attempt(tx: Tx, attempt_id: str, stale_before: datetime) -> ClaimedAttempt | None:
-    """Take over a ``charging`` attempt whose processor vanished (crash, kill, timeout).
+def renew_leases(tx: Tx, attempt_ids: list[str], *, lease: timedelta) -> None:
+    """The claimer is alive: its charges in flight keep their leases."""
+    tx.conn.execute(
+        update(reload_attempts)
+        .where(reload_attempts.c.id.in_(attempt_ids), reload_attempts.c.status == "charging")
+        .values(lease_until=tx.now + lease)
+    )
+
+
+def reclaim_stale_attempt(
+    tx: Tx, attempt_id: str, *, lease: timedelta = DEFAULT_LEASE
+) -> ClaimedAttempt | None:
+    """Take over a ``charging`` attempt whose claimer's lease ran out (crash, kill).
 
     The reconciler then asks the gateway what became of the charge, and sends it again
-    with the same idempotency key only if the gateway has no record of it.
+    with the same idempotency key only while the gateway still remembers that key.
     """
     row = tx.conn.execute(
         update(reload_attempts)
         .where(
             reload_attempts.c.id == attempt_id,
             reload_attempts.c.status == "charging",
-            reload_attempts.c.claimed_at < stale_before,
+            or_(reload_attempts.c.lease_until.is_(None), reload_attempts.c.lease_until <= tx.now),
         )
-        .values(claimed_at=tx.now, updated_at=tx.now)
+        .values(claimed_at=tx.now, lease_until=tx.now + lease, updated_at=tx.now)
         .returning(*reload_attempts.c)
     ).one_or_none()
     return None if row is None else _claimed(tx, attempt_from_row(row._mapping))
@@ -503,6 +622,17 @@ def record_charge_outcome(
         return attempt
     if result.status is ChargeStatus.SUCCEEDED:
         _record_success(tx, policy, attempt, result)
+    elif result.status is ChargeStatus.CANCELED:
+        _transition(
+            tx,
+            attempt_id,
+            allowed_from=("charging", "requires_action"),
+            to="canceled",
+            gateway_payment_id=result.payment_id or attempt.gateway_payment_id,
+            failure_code="canceled",
+            failure_message=_clip(result.failure_message) or "The payment was canceled.",
+            next_action=None,
+        )
     elif result.status is ChargeStatus.REQUIRES_ACTION:
         _transition(
             tx,
@@ -541,11 +671,7 @@ def _record_success(
         agency_id=attempt.agency_id,
         source=ledger.SystemAccount.CARD_FUNDING,
         amount=attempt.amount,
-        kind=(
-            ledger.TransferKind.AUTO_RELOAD
-            if attempt.trigger == "auto"
-            else ledger.TransferKind.MANUAL_RELOAD
-        ),
+        kind=_credit_kind(attempt),
         reference=attempt.id,
         metadata={"gateway_payment_id": result.payment_id} if result.payment_id else None,
     )
@@ -617,7 +743,7 @@ def _record_decline(
             amount=attempt.amount,
             currency=attempt.currency,
             payment_method_id=attempt.payment_method_id,
-            idempotency_key=f"refill-reload-{retry_id}",
+            idempotency_key=idempotency_key_for(retry_id),
             not_before=tx.now + delay,
             previous_attempt_id=attempt.id,
             retry_number=attempt.retry_number + 1,
@@ -627,45 +753,215 @@ def _record_decline(
     )
 
 
-def cancel_attempt(tx: Tx, *, agency_id: str, attempt_id: str) -> ReloadAttempt:
-    """The owner cancels an attempt that waits for them (requires_action) or has not started."""
+CANCEL_REASONS = {
+    "canceled_by_owner": "Canceled by the owner.",
+    "settings_changed": "Canceled because the auto-reload settings changed.",
+}
+
+
+def request_cancel(
+    tx: Tx, *, agency_id: str, attempt_id: str, reason: str = "canceled_by_owner"
+) -> ClaimedAttempt | None:
+    """First step of a cancel. An attempt that never reached the gateway (pending) is
+    canceled now; one that waits for the owner's authentication (requires_action) is only
+    marked ``cancel_requested_at``: it stays active (nothing new starts for the wallet)
+    until the gateway confirms the payment can no longer be made. Returns what the
+    gateway must be asked to cancel, or None when nothing is left to ask.
+    """
+    ledger.lock_wallet(tx, agency_id)
     attempt = get_attempt(tx, agency_id, attempt_id)
     if attempt.status == "canceled":
-        return attempt
-    if attempt.status not in ("requires_action", "pending"):
+        return None
+    if attempt.status == "pending":
+        _transition(
+            tx,
+            attempt_id,
+            allowed_from=("pending",),
+            to="canceled",
+            failure_code=reason,
+            failure_message=CANCEL_REASONS[reason],
+        )
+        return None
+    if attempt.status != "requires_action":
         raise Conflict(
             f"reload {attempt_id} is {attempt.status} and can no longer be canceled",
             code="reload_not_cancelable",
         )
-    ledger.lock_wallet(tx, agency_id)
+    tx.conn.execute(
+        update(reload_attempts)
+        .where(reload_attempts.c.id == attempt_id, reload_attempts.c.cancel_requested_at.is_(None))
+        .values(cancel_requested_at=tx.now, updated_at=tx.now)
+    )
+    return _claimed(tx, attempt)
+
+
+def record_cancel_outcome(
+    tx: Tx,
+    policy: ReloadPolicy,
+    *,
+    attempt_id: str,
+    result: ChargeResult,
+    reason: str = "canceled_by_owner",
+) -> ReloadAttempt:
+    """Second step: what the gateway said. Paid first → succeeded and credited; no longer
+    payable → canceled; no answer → the attempt stays as it was (the cancel request is
+    withdrawn) and :class:`GatewayUnavailable` says so."""
+    if result.status is ChargeStatus.SUCCEEDED:
+        settled = record_charge_outcome(tx, policy, attempt_id, result)
+        if settled.status in ("canceled", "failed"):  # settled otherwise meanwhile
+            return record_late_success(tx, policy, attempt_id, result, actor="system") or settled
+        return settled
+    attempt = _load_attempt(tx, attempt_id)
+    assert attempt is not None
+    ledger.lock_wallet(tx, attempt.agency_id)
+    if result.status is ChargeStatus.UNKNOWN:
+        tx.conn.execute(
+            update(reload_attempts)
+            .where(
+                reload_attempts.c.id == attempt_id, reload_attempts.c.status == "requires_action"
+            )
+            .values(cancel_requested_at=None, updated_at=tx.now)
+        )
+        raise GatewayUnavailable(
+            "the payment gateway could not confirm that the payment was canceled; nothing "
+            "was changed, try again",
+            code="cancel_unconfirmed",
+        )
+    # Canceled, or no longer payable for another reason (authentication failed): the
+    # owner's cancel stands, and no retry is scheduled.
     _transition(
         tx,
         attempt_id,
-        allowed_from=("requires_action", "pending"),
+        allowed_from=("requires_action",),
         to="canceled",
-        failure_code="canceled_by_owner",
-        failure_message="Canceled by the owner.",
+        failure_code=reason,
+        failure_message=CANCEL_REASONS[reason],
+        next_action=None,
     )
-    return get_attempt(tx, agency_id, attempt_id)
+    updated = _load_attempt(tx, attempt_id)
+    assert updated is not None
+    return updated
 
 
-def _cancel_waiting_auto_attempts(tx: Tx, agency_id: str) -> None:
-    """Settings changed: retries waiting for their time and attempts waiting for the owner
-    were made under the old settings."""
+def record_late_success(
+    tx: Tx, policy: ReloadPolicy, attempt_id: str, result: ChargeResult, *, actor: str
+) -> ReloadAttempt | None:
+    """The gateway reports money taken for an attempt Refill had given up on (canceled or
+    failed): canceled → succeeded or failed → succeeded, credited exactly once, with an
+    audit entry saying why. The caller has checked that the payment names this attempt and
+    that its amount and currency match. None when the attempt is in no such state."""
+    attempt = _load_attempt(tx, attempt_id)
+    assert attempt is not None
+    ledger.lock_wallet(tx, attempt.agency_id)
+    attempt = _load_attempt(tx, attempt_id)
+    assert attempt is not None
+    if attempt.status not in ("canceled", "failed"):
+        return None
+    was = attempt.status
+    posted = ledger.credit_wallet(
+        tx,
+        agency_id=attempt.agency_id,
+        source=ledger.SystemAccount.CARD_FUNDING,
+        amount=attempt.amount,
+        kind=_credit_kind(attempt),
+        reference=attempt.id,
+        metadata={"gateway_payment_id": result.payment_id, "late": True},
+    )
+    _transition(
+        tx,
+        attempt.id,
+        allowed_from=(was,),
+        to="succeeded",
+        gateway_payment_id=result.payment_id or attempt.gateway_payment_id,
+        next_action=None,
+    )
+    audit.record(
+        tx,
+        agency_id=attempt.agency_id,
+        actor=actor,
+        action="reload.late_success",
+        target_id=attempt.id,
+        before={"status": was, "failure_code": attempt.failure_code},
+        after={
+            "status": "succeeded",
+            "credited": format_amount(attempt.amount, attempt.currency),
+            "balance_after": format_amount(posted.balance, attempt.currency),
+            "reason": f"the payment gateway reported the payment {result.payment_id} as "
+            f"succeeded after the reload was {was}: the money was taken, so it is credited",
+        },
+    )
+    return _load_attempt(tx, attempt_id)
+
+
+def settle_by_operator(
+    tx: Tx, policy: ReloadPolicy, *, attempt_id: str, paid: bool, reason: str, actor: str
+) -> ReloadAttempt:
+    """An operator checked at the gateway what became of a charge Refill cannot resolve:
+    paid → succeeded and credited once; not paid → canceled (never retried)."""
+    attempt = _load_attempt(tx, attempt_id)
+    if attempt is None:
+        raise NotFound(f"reload {attempt_id} not found", code="reload_not_found")
+    if attempt.status not in ("charging", "requires_action"):
+        raise Conflict(
+            f"reload {attempt_id} is {attempt.status}: it has its outcome already",
+            code="reload_settled",
+        )
+    result = ChargeResult(
+        ChargeStatus.SUCCEEDED if paid else ChargeStatus.CANCELED,
+        attempt.gateway_payment_id,
+        failure_message=None if paid else f"Settled by an operator: not paid ({reason}).",
+    )
+    record_charge_outcome(tx, policy, attempt_id, result)
+    audit.record(
+        tx,
+        agency_id=attempt.agency_id,
+        actor=actor,
+        action="reload.settled_by_operator",
+        target_id=attempt_id,
+        before={"status": attempt.status},
+        after={"paid": paid, "reason": reason},
+    )
+    updated = _load_attempt(tx, attempt_id)
+    assert updated is not None
+    return updated
+
+
+def _credit_kind(attempt: ReloadAttempt) -> ledger.TransferKind:
+    return (
+        ledger.TransferKind.AUTO_RELOAD
+        if attempt.trigger == "auto"
+        else ledger.TransferKind.MANUAL_RELOAD
+    )
+
+
+def attempts_waiting_for_owner(tx: Tx, agency_id: str) -> list[str]:
+    """Auto-reloads waiting for 3-D Secure: a settings change cancels them first."""
+    rows = tx.conn.execute(
+        select(reload_attempts.c.id).where(
+            reload_attempts.c.wallet_id == wallet_id_for(agency_id),
+            reload_attempts.c.trigger == "auto",
+            reload_attempts.c.status == "requires_action",
+        )
+    )
+    return [r[0] for r in rows]
+
+
+def _cancel_waiting_retries(tx: Tx, agency_id: str) -> None:
+    """Settings changed: retries waiting for their time were made under the old settings.
+    (They never reached the gateway, so they are canceled here; an attempt waiting for
+    the owner's authentication is canceled at the gateway first, by the caller.)"""
     tx.conn.execute(
         update(reload_attempts)
         .where(
             reload_attempts.c.wallet_id == wallet_id_for(agency_id),
             reload_attempts.c.trigger == "auto",
-            or_(
-                reload_attempts.c.status == "requires_action",
-                (reload_attempts.c.status == "pending") & reload_attempts.c.not_before.is_not(None),
-            ),
+            reload_attempts.c.status == "pending",
+            reload_attempts.c.not_before.is_not(None),
         )
         .values(
             status="canceled",
             failure_code="settings_changed",
-            failure_message="Canceled because the auto-reload settings changed.",
+            failure_message=CANCEL_REASONS["settings_changed"],
             updated_at=tx.now,
         )
     )
@@ -697,11 +993,13 @@ def due_pending_attempts(tx: Tx, *, created_before: datetime, limit: int) -> lis
     return list(tx.conn.execute(_skip_locked(tx, stmt)).scalars())
 
 
-def stale_charging_attempts(tx: Tx, *, claimed_before: datetime, limit: int) -> list[str]:
+def stale_charging_attempts(tx: Tx, *, limit: int) -> list[str]:
+    """Charges whose claimer's lease ran out: the claimer died mid-charge."""
     stmt = (
         select(reload_attempts.c.id)
         .where(
-            reload_attempts.c.status == "charging", reload_attempts.c.claimed_at < claimed_before
+            reload_attempts.c.status == "charging",
+            or_(reload_attempts.c.lease_until.is_(None), reload_attempts.c.lease_until <= tx.now),
         )
         .order_by(reload_attempts.c.id)
         .limit(limit)

@@ -10,7 +10,10 @@ from datetime import datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from refill.money import round_up_to_minor_units
+from refill.money import currency_info, round_up_to_minor_units
+
+# Auto-reloads a day an owner may allow, for every currency.
+MAX_DAILY_LIMIT = 50
 
 
 class DeclineClass(StrEnum):
@@ -36,10 +39,9 @@ HARD_DECLINES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class ReloadPolicy:
-    """Operator-configured limits and failure policy (amounts in micro-units)."""
+    """Operator-configured failure policy. The bounds of amounts are per currency (the
+    money module's table), so a JPY wallet is not held to dollar figures."""
 
-    min_reload_amount: int = 5_000_000  # 5.00
-    max_reload_amount: int = 10_000_000_000  # 10,000.00
     # Waits before each retry of a soft decline; their number is the retry limit.
     retry_delays: tuple[timedelta, ...] = (
         timedelta(hours=1),
@@ -69,8 +71,9 @@ class ReloadPolicy:
     def target_charge(self, target: int, balance: int, currency: str) -> int:
         """Target mode: what brings the balance back to ``target``, in whole minor units,
         never below the minimum reload nor above the maximum."""
+        bounds = currency_info(currency)
         needed = round_up_to_minor_units(max(target - balance, 0), currency)
-        return min(max(needed, self.min_reload_amount), self.max_reload_amount)
+        return min(max(needed, bounds.min_reload), bounds.max_reload)
 
 
 def local_day(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:

@@ -18,11 +18,10 @@ from refill.db.database import Tx, dialect_insert
 from refill.db.schema import accounts, auto_reload_settings, payment_methods
 from refill.errors import InvalidSettings, NotFound
 from refill.ids import wallet_id_for
-from refill.money import format_amount, is_whole_minor_units
-from refill.reload.policy import ReloadPolicy
+from refill.money import currency_info, format_amount, require_whole_minor_units
+from refill.reload.policy import MAX_DAILY_LIMIT, ReloadPolicy
 
 MODES = ("fixed", "target")
-MAX_DAILY_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,25 +114,23 @@ def get_settings(
     return AutoReloadSettings(**{f: m[f] for f in AutoReloadSettings.__slots__})
 
 
-def _check_amount(
-    policy: ReloadPolicy, currency: str, value: int | None, name: str, *, bounded: bool = True
-) -> None:
+def _check_amount(currency: str, value: int | None, name: str, *, low: int = 1, high: int) -> None:
+    """An owner's amount: whole minor units, within ``low``..``high`` of the currency."""
     if value is None:
         return
-    if value <= 0:
+    if value <= 0 and low > 0:
         raise InvalidSettings(f"{name} must be more than zero", field=name)
-    if not is_whole_minor_units(value, currency):
+    require_whole_minor_units(value, currency, name, error=InvalidSettings)
+    if not low <= value <= high:
         raise InvalidSettings(
-            f"{name} must be a whole number of {currency} minor units "
-            "(cards are charged in whole cents)",
+            f"{name} must be between {format_amount(low, currency)} and "
+            f"{format_amount(high, currency)} {currency}",
             field=name,
         )
-    if bounded and not policy.min_reload_amount <= value <= policy.max_reload_amount:
-        raise InvalidSettings(
-            f"{name} must be between {format_amount(policy.min_reload_amount, currency)}"
-            f" and {format_amount(policy.max_reload_amount, currency)} {currency}",
-            field=name,
-        )
+
+
+# Changing any of these re-checks that a reload lifts the wallet above its threshold.
+CASCADE_FIELDS = ("threshold", "reload_amount", "target_balance", "mode")
 
 
 def validate_settings(
@@ -142,15 +139,37 @@ def validate_settings(
     settings: AutoReloadSettings,
     payment_method: PaymentMethod | None,
     now: datetime,
+    *,
+    previous: AutoReloadSettings | None = None,
 ) -> None:
-    """The rules an owner's settings must meet; raises InvalidSettings naming the field."""
+    """The rules an owner's settings must meet; raises InvalidSettings naming the field.
+
+    Every number is bounded per currency. Reloads cannot cascade: a fixed reload must be
+    more than the threshold and a target above it, so every successful auto-reload lifts
+    the wallet above its threshold. That rule is checked when one of ``CASCADE_FIELDS``
+    changes from ``previous``, so an owner with older settings can still swap a card.
+    """
+    bounds = currency_info(currency)
     if settings.mode not in MODES:
         raise InvalidSettings("mode must be 'fixed' or 'target'", field="mode")
-    if settings.threshold is not None and settings.threshold < 0:
-        raise InvalidSettings("threshold must be zero or more", field="threshold")
-    _check_amount(policy, currency, settings.reload_amount, "reload_amount")
-    _check_amount(policy, currency, settings.target_balance, "target_balance", bounded=False)
-    _check_amount(policy, currency, settings.monthly_cap, "monthly_cap", bounded=False)
+    if settings.threshold is not None:
+        if settings.threshold < 0:
+            raise InvalidSettings("threshold must be zero or more", field="threshold")
+        _check_amount(currency, settings.threshold, "threshold", low=0, high=bounds.max_threshold)
+    _check_amount(
+        currency,
+        settings.reload_amount,
+        "reload_amount",
+        low=bounds.min_reload,
+        high=bounds.max_reload,
+    )
+    _check_amount(
+        currency,
+        settings.target_balance,
+        "target_balance",
+        high=bounds.max_threshold + bounds.max_reload,
+    )
+    _check_amount(currency, settings.monthly_cap, "monthly_cap", high=bounds.max_monthly_cap)
     if (
         not isinstance(settings.daily_limit, int)
         or not 1 <= settings.daily_limit <= MAX_DAILY_LIMIT
@@ -158,16 +177,11 @@ def validate_settings(
         raise InvalidSettings(
             f"daily_limit must be between 1 and {MAX_DAILY_LIMIT} reloads", field="daily_limit"
         )
-    if (
-        settings.target_balance is not None
-        and settings.threshold is not None
-        and settings.target_balance <= settings.threshold
-    ):
-        raise InvalidSettings(
-            "target_balance must be above the threshold, or every reload would leave the "
-            "wallet still below it",
-            field="target_balance",
-        )
+    changed = previous is None or any(
+        getattr(settings, name) != getattr(previous, name) for name in CASCADE_FIELDS
+    )
+    if changed and settings.threshold is not None:
+        _check_no_cascade(currency, settings)
     if not settings.enabled:
         return
     if settings.threshold is None:
@@ -185,6 +199,25 @@ def validate_settings(
             f"the {payment_method.brand} card ending {payment_method.last4} expired "
             f"{payment_method.exp_month:02d}/{payment_method.exp_year}; save a new card",
             field="payment_method_id",
+        )
+
+
+def _check_no_cascade(currency: str, settings: AutoReloadSettings) -> None:
+    threshold = settings.threshold
+    assert threshold is not None
+    if settings.mode == "target":
+        if settings.target_balance is not None and settings.target_balance <= threshold:
+            raise InvalidSettings(
+                "target_balance must be above the threshold, or every reload would leave the "
+                "wallet still below it",
+                field="target_balance",
+            )
+    elif settings.reload_amount is not None and settings.reload_amount <= threshold:
+        raise InvalidSettings(
+            f"reload_amount must be more than the threshold "
+            f"({format_amount(threshold, currency)} {currency}), or a reload could leave the "
+            "wallet below it and start the next one at once",
+            field="reload_amount",
         )
 
 
