@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Table, func, inspect, select
 
-from refill import services
+from refill import alerts, ledger, services
 from refill.db.database import Database, create_db_engine
 from refill.db.migrate import current_revision, head_revision
 from refill.db.schema import accounts, agencies, api_keys, metadata
+from refill.reload import ReloadPolicy
 
 REFILL = str(Path(sys.executable).parent / "refill")
 
@@ -141,3 +142,69 @@ def test_reloads_stuck_reports_nothing_on_a_healthy_database(db_url: str) -> Non
     result = run(["reloads", "stuck", "--json"], db_url)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "refill.db"
+    path.write_bytes(sqlite_template.read_bytes())
+    return f"sqlite:///{path}"
+
+
+def test_wallet_adjust_credits_and_debits_once_per_reference_never_below_zero_and_audits_why(
+    sqlite_url: str,
+) -> None:
+    db = Database(sqlite_url)
+    agency, _ = services.create_agency(db, name="Adjusted")
+    db.dispose()
+    base = ["wallet", "adjust", "--agency", agency.id]
+
+    credit = run(
+        [*base, "--amount", "50.00", "--reason", "paid at Stripe, pi_123", "--reference", "fix-1"],
+        sqlite_url,
+    )
+    repeat = run(
+        [*base, "--amount", "50.00", "--reason", "again", "--reference", "fix-1"], sqlite_url
+    )
+    debit = run([*base, "--amount", "-12.50", "--reason", "duplicate credit"], sqlite_url)
+    too_much = run([*base, "--amount", "-100.00", "--reason", "oops"], sqlite_url)
+    no_reason = run([*base, "--amount", "1.00", "--reason", " "], sqlite_url)
+
+    assert credit.returncode == 0, credit.stderr
+    assert "balance after 50.00 USD" in credit.stdout
+    assert repeat.returncode == 0 and "already adjusted" in repeat.stdout
+    assert debit.returncode == 0 and "balance after 37.50 USD" in debit.stdout
+    assert too_much.returncode == 1 and "Traceback" not in too_much.stderr
+    assert no_reason.returncode == 1 and "--reason" in no_reason.stderr
+    db = Database(sqlite_url)
+    try:
+        assert services.get_wallet(db, ReloadPolicy(), agency_id=agency.id).balance == 37_500_000
+        entries = services.list_audit_log(db, agency_id=agency.id).data
+        assert [(e.action, e.actor, e.after and e.after["reason"]) for e in entries] == [
+            ("wallet.adjusted", "cli", "duplicate credit"),
+            ("wallet.adjusted", "cli", "paid at Stripe, pi_123"),
+        ]
+        assert db.read(ledger.check_ledger).balanced
+    finally:
+        db.dispose()
+
+
+def test_reloads_stuck_lists_open_alerts_until_an_operator_resolves_them(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    db.write(
+        lambda tx: alerts.raise_alert(
+            tx, kind="payment_mismatch", subject="pi_odd", agency_id=None, message="look at it"
+        )
+    )
+    [alert] = db.read(alerts.open_alerts)
+    db.dispose()
+
+    listed = run(["reloads", "stuck", "--json"], sqlite_url)
+    resolved = run(["reloads", "resolve-alert", alert.id, "--note", "refunded"], sqlite_url)
+    after = run(["reloads", "stuck", "--json"], sqlite_url)
+
+    assert listed.returncode == 1
+    [line] = [json.loads(x) for x in listed.stdout.splitlines()]
+    assert (line["type"], line["kind"], line["subject"]) == ("alert", "payment_mismatch", "pi_odd")
+    assert resolved.returncode == 0, resolved.stderr
+    assert (after.returncode, after.stdout) == (0, "")

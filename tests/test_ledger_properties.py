@@ -181,7 +181,11 @@ def test_any_sequence_of_operations_keeps_the_ledger_balanced(
             for attempt in services.list_reloads(db, agency_id=agency.id).data:
                 if attempt.status == "requires_action":
                     services.cancel_reload(
-                        db, refill.gateway, refill.policy, agency_id=agency.id, attempt_id=attempt.id
+                        db,
+                        refill.gateway,
+                        refill.policy,
+                        agency_id=agency.id,
+                        attempt_id=attempt.id,
                     )
         check_invariants(refill, gateway, agency.id)
 

@@ -675,3 +675,26 @@ def test_an_admin_adds_members_and_admins_but_cannot_make_an_owner(
         "admin@acme.test": "admin",
         "m@acme.test": "member",
     }
+
+
+def test_adding_an_email_that_has_an_account_answers_as_for_a_new_one_and_attaches_no_one(
+    owner: Agency, refill: Refill, client: TestClient
+) -> None:
+    stranger = make_agency(refill, "Stranger Agency")  # an account in another agency
+    audit_before = services.list_audit_log(refill.db, agency_id=owner.id).data
+    new = {"password": PASSWORD, "role": "admin"}
+
+    existing = post(client, "/portal/team/members", {**new, "email": stranger.owner_email})
+    fresh = post(client, "/portal/team/members", {**new, "email": "fresh@acme.test"})
+
+    assert existing.status_code == fresh.status_code == 303
+    assert existing.headers["location"] == fresh.headers["location"]
+    members = {m.email for m in auth.list_members(refill.db, agency_id=owner.id)}
+    assert members == {owner.owner_email, "fresh@acme.test"}
+    # The account in the other agency is untouched: its password still signs it in there.
+    client.cookies.clear()
+    assert sign_in(client, stranger.owner_email).status_code == 303
+    audit_after = services.list_audit_log(refill.db, agency_id=owner.id).data
+    assert [e.action for e in audit_after[: len(audit_after) - len(audit_before)]] == [
+        "member.added"
+    ]

@@ -16,14 +16,16 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+import httpx
 import pytest
+import stripe
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from refill import ledger, reload, services, webhooks
+from refill import alerts, ledger, reload, services, webhooks
 from refill.bootstrap import Refill, build
 from refill.config import Settings
-from refill.db.schema import gateway_events
+from refill.db.schema import gateway_events, reload_attempts
 from refill.gateway.base import GatewayEvent
 from refill.gateway.stripe import StripeGateway
 from refill.worker import ReloadProcessor
@@ -460,4 +462,198 @@ def test_a_webhook_and_the_reconciler_settling_at_the_same_instant_credit_once(
     kinds = [t["kind"] for t in owner.get("/v1/transactions?limit=200")["data"]]  # type: ignore[union-attr]
     assert kinds.count("auto_reload") == rounds
     assert len(intents_of(localstripe, owner)) == rounds
+    assert_ledger_balanced(refill)
+
+
+# --- canceling a payment that waits for the owner, and money taken late ------------------
+
+
+class CancelUnanswered:
+    """Wraps the SDK's PaymentIntent service: ``cancel`` gets no answer (a network error),
+    everything else goes through to localstripe."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def cancel(self, *args: Any, **kwargs: Any) -> Any:
+        raise stripe.APIConnectionError("no answer to the cancel (injected by the test)")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def waiting_for_authentication(refill: Refill, owner: Owner, localstripe: LocalStripe) -> Any:
+    """A reload that waits for 3-D Secure, and its PaymentIntent at localstripe."""
+    arm(refill, owner, localstripe.card("4000002500003155"))
+    owner.use("10.01", "call-1")
+    [waiting] = owner.reloads()
+    assert waiting["status"] == "requires_action"
+    return waiting
+
+
+def pi_status(localstripe: LocalStripe, payment_intent: str) -> str:
+    return str(localstripe.client.v1.payment_intents.retrieve(payment_intent).status)
+
+
+def test_canceling_a_reload_waiting_for_authentication_cancels_it_at_stripe_so_it_cannot_be_paid(
+    owner: Owner, refill: Refill, localstripe: LocalStripe
+) -> None:
+    waiting = waiting_for_authentication(refill, owner, localstripe)
+    action: Any = waiting["next_action"]
+
+    canceled = owner.post(f"/v1/reloads/{waiting['id']}/cancel", {})
+
+    assert (canceled["status"], canceled["failure_code"]) == ("canceled", "canceled_by_owner")
+    assert pi_status(localstripe, action["payment_intent"]) == "canceled"
+    # The client secret the owner already has can no longer take the money.
+    with pytest.raises(httpx.HTTPStatusError):
+        localstripe.authenticate(action["payment_intent"], action["client_secret"], success=True)
+    assert owner.balance() == "19.99"
+    assert_ledger_balanced(refill)
+
+
+def test_a_settings_change_cancels_the_waiting_payment_at_stripe_before_it_is_saved(
+    owner: Owner, refill: Refill, localstripe: LocalStripe
+) -> None:
+    waiting = waiting_for_authentication(refill, owner, localstripe)
+
+    owner.auto_reload(threshold="21.00")
+
+    first = next(r for r in owner.reloads() if r["id"] == waiting["id"])
+    assert (first["status"], first["failure_code"]) == ("canceled", "settings_changed")
+    assert pi_status(localstripe, waiting["next_action"]["payment_intent"]) == "canceled"  # type: ignore[index]
+    # Still below the new threshold: a new reload started under the new settings.
+    newest = owner.reloads()[0]
+    assert newest["id"] != waiting["id"] and newest["status"] == "requires_action"
+    assert len(intents_of(localstripe, owner)) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"enabled": True, "threshold": "20.00", "reload_amount": "50.00"}],
+    ids=["empty", "same-values"],
+)
+def test_a_settings_put_that_changes_nothing_cancels_nothing_and_writes_nothing(
+    owner: Owner, refill: Refill, localstripe: LocalStripe, body: dict[str, object]
+) -> None:
+    waiting = waiting_for_authentication(refill, owner, localstripe)
+    audit_before = owner.get("/v1/audit-log")["data"]
+
+    owner.auto_reload(**body)
+
+    assert [(r["id"], r["status"]) for r in owner.reloads()] == [(waiting["id"], "requires_action")]
+    assert pi_status(localstripe, waiting["next_action"]["payment_intent"]) == "requires_action"  # type: ignore[index]
+    assert owner.get("/v1/audit-log")["data"] == audit_before
+
+
+def test_a_cancel_stripe_does_not_confirm_is_503_and_leaves_the_reload_as_it_was(
+    owner: Owner, refill: Refill, localstripe: LocalStripe, stripe_gateway: StripeGateway
+) -> None:
+    waiting = waiting_for_authentication(refill, owner, localstripe)
+    stripe_gateway.client.v1.payment_intents = CancelUnanswered(  # type: ignore[assignment]
+        stripe_gateway.client.v1.payment_intents
+    )
+    settings_before = owner.get("/v1/wallet")["auto_reload"]
+
+    cancel = owner.client.post(f"/v1/reloads/{waiting['id']}/cancel", headers=owner.headers)
+    change = owner.client.put(
+        "/v1/wallet/auto-reload", json={"threshold": "25.00"}, headers=owner.headers
+    )
+
+    for response in (cancel, change):
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "cancel_unconfirmed"
+    attempt = refill.db.read(lambda tx: reload.get_attempt(tx, owner.agency_id, waiting["id"]))
+    assert (attempt.status, attempt.cancel_requested_at) == ("requires_action", None)
+    assert owner.get("/v1/wallet")["auto_reload"] == settings_before
+    assert pi_status(localstripe, waiting["next_action"]["payment_intent"]) == "requires_action"  # type: ignore[index]
+
+
+def test_canceling_a_payment_the_owner_finished_first_credits_it_instead(
+    owner: Owner, refill: Refill, localstripe: LocalStripe
+) -> None:
+    waiting = waiting_for_authentication(refill, owner, localstripe)
+    action: Any = waiting["next_action"]
+    # The owner authenticated; Stripe's webhook has not arrived yet.
+    localstripe.authenticate(action["payment_intent"], action["client_secret"], success=True)
+
+    answer = owner.post(f"/v1/reloads/{waiting['id']}/cancel", {})
+
+    assert answer["status"] == "succeeded"
+    assert owner.balance() == "69.99"
+    assert_ledger_balanced(refill)
+
+
+def _cancel_here_only(client: TestClient, intent: Any) -> None:
+    """Stripe tells Refill the payment was canceled (so Refill gives up on the attempt)
+    while the PaymentIntent in fact stays payable: the owner can still finish it."""
+    canceled = {**json.loads(str(intent)), "status": "canceled", "next_action": None}
+    assert webhook(client, "payment_intent.canceled", canceled).json()["outcome"] == "handled"
+
+
+def test_money_taken_after_refill_gave_up_on_the_reload_is_credited_once_and_audited(
+    owner: Owner, refill: Refill, localstripe: LocalStripe, client: TestClient
+) -> None:
+    waiting = waiting_for_authentication(refill, owner, localstripe)
+    action: Any = waiting["next_action"]
+    _cancel_here_only(
+        client, localstripe.client.v1.payment_intents.retrieve(action["payment_intent"])
+    )
+    assert owner.reloads()[0]["status"] == "canceled"
+
+    localstripe.authenticate(action["payment_intent"], action["client_secret"], success=True)
+    paid = localstripe.client.v1.payment_intents.retrieve(action["payment_intent"])
+    first = webhook(client, "payment_intent.succeeded", paid, event_id="evt_late_1")
+    again = webhook(client, "payment_intent.succeeded", paid, event_id="evt_late_2")
+
+    assert (first.json()["outcome"], again.json()["outcome"]) == ("handled", "handled")
+    assert owner.balance() == "69.99"  # credited once
+    late = next(r for r in owner.reloads() if r["id"] == waiting["id"])
+    assert late["status"] == "succeeded"
+    [entry] = [
+        e for e in owner.get("/v1/audit-log")["data"] if e["action"] == "reload.late_success"
+    ]  # type: ignore[union-attr, index]
+    assert entry["before"]["status"] == "canceled"  # type: ignore[index]
+    assert "credited" in entry["after"]["reason"]  # type: ignore[index]
+    assert_ledger_balanced(refill)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"amount": 4999}, {"currency": "eur"}, {"metadata": {"refill_reload_id": "rld_other"}}],
+    ids=["another-amount", "another-currency", "names-another-reload"],
+)
+def test_money_taken_that_does_not_match_the_reload_is_an_operator_alert_and_not_credited(
+    owner: Owner,
+    refill: Refill,
+    localstripe: LocalStripe,
+    client: TestClient,
+    change: dict[str, object],
+) -> None:
+    waiting = waiting_for_authentication(refill, owner, localstripe)
+    action: Any = waiting["next_action"]
+    _cancel_here_only(
+        client, localstripe.client.v1.payment_intents.retrieve(action["payment_intent"])
+    )
+    localstripe.authenticate(action["payment_intent"], action["client_secret"], success=True)
+    paid = json.loads(str(localstripe.client.v1.payment_intents.retrieve(action["payment_intent"])))
+    if "metadata" in change:
+        # Found by its PaymentIntent id, but naming a reload that is not this one.
+        refill.db.write(
+            lambda tx: tx.conn.execute(
+                reload_attempts.update()
+                .where(reload_attempts.c.id == waiting["id"])
+                .values(gateway_payment_id=paid["id"])
+            )
+        )
+        paid["metadata"] = {**paid["metadata"], **change["metadata"]}  # type: ignore[dict-item]
+    else:
+        paid.update(change)
+
+    response = webhook(client, "payment_intent.succeeded", paid)
+
+    assert response.json()["outcome"] == "alerted"
+    assert owner.balance() == "19.99"
+    open_alerts = refill.db.read(alerts.open_alerts)
+    assert [a.subject for a in open_alerts] == [paid["id"]]
     assert_ledger_balanced(refill)

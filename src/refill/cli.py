@@ -437,7 +437,17 @@ def keys_list(
 
     refill = _open()
     try:
-        keys = services.list_keys(refill.db, agency_id=agency, limit=services.MAX_PAGE).data
+        services.get_agency(refill.db, agency)  # a mistyped id is an error, not "no keys"
+        keys: list[services.ApiKey] = []
+        cursor = None
+        while True:
+            page = services.list_keys(
+                refill.db, agency_id=agency, limit=services.MAX_PAGE, cursor=cursor
+            )
+            keys.extend(page.data)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
     except RefillError as exc:
         raise _fail(exc.message) from None
     finally:

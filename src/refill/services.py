@@ -35,6 +35,7 @@ from refill.db.schema import (
 )
 from refill.errors import (
     Conflict,
+    GatewayUnavailable,
     InsufficientCredits,
     NotFound,
     ReferenceConflict,
@@ -944,11 +945,17 @@ def cancel_reload(
         result = gateway.cancel_charge(
             reload.charge_request(claimed), claimed.attempt.gateway_payment_id
         )
-        db.write(
+        settled = db.write(
             lambda tx: reload.record_cancel_outcome(
                 tx, policy, attempt_id=attempt_id, result=result, reason=reason
             )
         )
+        if settled is None:
+            raise GatewayUnavailable(
+                "the payment gateway could not confirm that the payment was canceled; "
+                "nothing was changed, try again",
+                code="cancel_unconfirmed",
+            )
     return db.read(lambda tx: reload.get_attempt(tx, agency_id, attempt_id))
 
 

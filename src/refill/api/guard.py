@@ -5,7 +5,7 @@ A pure ASGI layer (no per-request objects on the hot path):
 - a body larger than ``max_body_bytes`` is refused with 413 ``request_too_large``: at once
   when ``Content-Length`` says so, otherwise as soon as the bytes received pass the limit,
   so an anonymous client can never make the server hold a large body;
-- a NUL character in the path, the query or a form body is refused with 422
+- a NUL character in the path, the query, a header or a form body is refused with 422
   ``invalid_characters`` (PostgreSQL cannot store it, and no name, id or reference has one).
   JSON bodies are checked field by field by the request schemas.
 """
@@ -61,6 +61,8 @@ class RequestGuard:
         if has_nul(scope.get("path", "")) or _nul_in_query(scope.get("query_string", b"")):
             return _nul("the address")
         for name, value in scope.get("headers", []):
+            if b"\x00" in value:
+                return _nul(f"the {name.decode('latin-1')} header")
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
                 return _too_large(self.max_body_bytes)
         return None

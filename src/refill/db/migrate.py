@@ -44,6 +44,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Back to ``revision`` (operators undoing a release; tests of a data migration)."""
+    cfg = _config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
 def check_up_to_date(engine: Engine) -> None:
     current, head = current_revision(engine), head_revision()
     if current != head:

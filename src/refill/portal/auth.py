@@ -8,8 +8,8 @@ CSRF tokens and the sign-in rate limit. No web framework here: the routes call t
 - Sign-in attempts are counted per e-mail and per client address *before* the password is
   checked (an upsert in the database, so every process sees them and a burst cannot pass
   the limit): past ``MAX_FAILURES`` for one e-mail or ``MAX_PER_ADDRESS`` from one address
-  in a ``LOCKOUT`` window, sign-in is refused until the window ends. A success clears the
-  e-mail's count.
+  in a ``LOCKOUT`` window, sign-in is refused until the window ends. A success takes only
+  itself off the counts.
 - A password hash costs 64 MiB and tens of milliseconds: at most ``HASH_SLOTS`` run at
   once in a process; a request that finds none free within ``HASH_WAIT`` is told to come
   back (429 with ``Retry-After``). An unknown e-mail is checked against a dummy hash, so it
@@ -379,11 +379,12 @@ def sign_in(db: Database, *, email: str, password: str, client_ip: str) -> str:
                 last_seen_at=tx.now,
             )
         )
-        # A success clears the e-mail's count and takes itself off the address's.
-        tx.conn.execute(delete(login_throttle).where(login_throttle.c.key == by_email))
+        # A success takes itself off both counts; the failures of the window still count,
+        # so a burst of guesses with the right password among them checks at most
+        # MAX_FAILURES of them, whatever the order.
         tx.conn.execute(
             update(login_throttle)
-            .where(login_throttle.c.key == by_ip, login_throttle.c.attempts > 0)
+            .where(login_throttle.c.key.in_((by_email, by_ip)), login_throttle.c.attempts > 0)
             .values(attempts=login_throttle.c.attempts - 1)
         )
         # Old windows count for nothing: the table holds one window at most.

@@ -34,7 +34,7 @@ from refill.db.schema import (
     payment_methods,
     reload_attempts,
 )
-from refill.errors import Conflict, GatewayUnavailable, InvalidSettings, NotFound
+from refill.errors import Conflict, InvalidSettings, NotFound
 from refill.gateway.base import ChargeRequest, ChargeResult, ChargeStatus
 from refill.ids import new_id, wallet_id_for
 from refill.money import (
@@ -802,10 +802,10 @@ def record_cancel_outcome(
     attempt_id: str,
     result: ChargeResult,
     reason: str = "canceled_by_owner",
-) -> ReloadAttempt:
+) -> ReloadAttempt | None:
     """Second step: what the gateway said. Paid first → succeeded and credited; no longer
     payable → canceled; no answer → the attempt stays as it was (the cancel request is
-    withdrawn) and :class:`GatewayUnavailable` says so."""
+    withdrawn) and None says the cancel was not confirmed."""
     if result.status is ChargeStatus.SUCCEEDED:
         settled = record_charge_outcome(tx, policy, attempt_id, result)
         if settled.status in ("canceled", "failed"):  # settled otherwise meanwhile
@@ -822,11 +822,7 @@ def record_cancel_outcome(
             )
             .values(cancel_requested_at=None, updated_at=tx.now)
         )
-        raise GatewayUnavailable(
-            "the payment gateway could not confirm that the payment was canceled; nothing "
-            "was changed, try again",
-            code="cancel_unconfirmed",
-        )
+        return None
     # Canceled, or no longer payable for another reason (authentication failed): the
     # owner's cancel stands, and no retry is scheduled.
     _transition(
