@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint install postgres browser bench clean
+.PHONY: run test test-fast lint install postgres browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,13 @@ run: install
 	$(BIN)/refill db upgrade
 	$(BIN)/refill serve --demo
 
-## make lint: ruff and mypy --strict on src/
+## make lint: ruff, mypy --strict (src, tests, scripts), the import contracts, module sizes
 lint: install
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
-	$(BIN)/mypy src
+	$(BIN)/mypy src tests scripts
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_sizes.py src/refill
 
 postgres: install
 	$(BIN)/python scripts/ensure_postgres.py
@@ -39,6 +41,10 @@ browser:
 ## make test: lint, then every test (SQLite and PostgreSQL)
 test: lint postgres browser
 	$(BIN)/python -m pytest
+
+## make test-fast: the unit tier only (no database, no process): seconds
+test-fast: install
+	$(BIN)/python -m pytest tests/unit -q
 
 ## make bench: the full benchmark on a fresh SQLite file (REFILL_BENCH_ARGS for more)
 bench: install

@@ -17,16 +17,27 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from refill.api.app import create_app
 from refill.bootstrap import Refill, build
 from refill.config import Settings
 from refill.db.database import create_db_engine
 from refill.db.migrate import upgrade
 from refill.db.schema import metadata
 from refill.gateway.sandbox import SandboxGateway
-from tests.doubles import RecordingGateway
-from tests.stripe_peer import LocalStripe
-from tests.test_e2e_serve import start_server  # noqa: F401  (a fixture for every e2e module)
+from refill.web import create_app
+from tests.support.doubles import RecordingGateway
+from tests.support.server import start_server  # noqa: F401  (a fixture for every e2e module)
+from tests.support.stripe_peer import LocalStripe
+
+TIERS = ("unit", "integration", "e2e", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its tier's marker, from its folder (`make test-fast` runs unit)."""
+    for item in items:
+        for tier in TIERS:
+            if f"/tests/{tier}/" in str(item.path):
+                item.add_marker(getattr(pytest.mark, tier))
+
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ENGINES = ["sqlite", "postgresql"]
@@ -111,7 +122,7 @@ def gateway() -> RecordingGateway:
 def refill(db_url: str, gateway: RecordingGateway) -> Iterator[Refill]:
     """The service with reloads processed synchronously right after each commit."""
     service = build(Settings(database_url=db_url), gateway=gateway, in_process_worker=False)
-    service.db.on_new_reload_attempt = service.processor.process
+    service.process_new_attempts_inline()
     yield service
     service.close()
 

@@ -8,11 +8,12 @@ from datetime import timedelta
 
 from refill.clock import Clock, SystemClock
 from refill.config import Settings
-from refill.db.database import Database
+from refill.db.database import AfterCommit, Database
 from refill.gateway.base import PaymentGateway, WebhookVerifier
 from refill.gateway.sandbox import SandboxGateway
 from refill.gateway.stripe import StripeGateway
-from refill.reload import ReloadPolicy
+from refill.reload.policy import ReloadPolicy
+from refill.reload.trigger import NewReloadAttempt
 from refill.worker import BackgroundWorker, ReloadProcessor
 
 log = logging.getLogger("refill")
@@ -29,6 +30,11 @@ class Refill:
     # Verifies /v1/webhooks/stripe; None when Stripe is not the gateway.
     webhooks: WebhookVerifier | None = None
 
+    def process_new_attempts_inline(self) -> None:
+        """Run each new reload attempt in the committing thread, right after its commit
+        (tests, and one-shot commands): the instant path without a worker thread."""
+        self.db.after_commit.listen(NewReloadAttempt, self.processor.on_new_attempt)
+
     def close(self) -> None:
         if self.worker is not None:
             self.worker.stop()
@@ -38,7 +44,8 @@ class Refill:
 
 def gateway_from_settings(settings: Settings, clock: Clock) -> SandboxGateway | StripeGateway:
     if settings.gateway == "stripe":
-        assert settings.stripe_api_key is not None  # Settings checks it
+        if settings.stripe_api_key is None:  # Settings refuses this; mypy cannot know it
+            raise ValueError("REFILL_GATEWAY=stripe needs REFILL_STRIPE_API_KEY")
         secret = settings.stripe_webhook_secret
         if secret is None:
             log.warning(
@@ -65,7 +72,8 @@ def build(
 ) -> Refill:
     """Build the service. With ``in_process_worker`` attempts run right after commit."""
     clock = clock or SystemClock()
-    db = Database(settings.database_url, clock=clock)
+    after_commit = AfterCommit()
+    db = Database(settings.database_url, clock=clock, after_commit=after_commit)
     if gateway is None:
         configured = gateway_from_settings(settings, clock)
         gateway = configured
@@ -84,5 +92,5 @@ def build(
         worker = BackgroundWorker(
             processor, threads=settings.reload_threads, poll_interval=settings.poll_interval_seconds
         )
-        db.on_new_reload_attempt = worker.submit
+        after_commit.listen(NewReloadAttempt, worker.on_new_attempt)
     return Refill(settings, db, gateway, policy, processor, worker, webhooks)

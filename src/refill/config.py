@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from refill.reload import ReloadPolicy
+from refill.reload.policy import ReloadPolicy
 
 
 class Settings(BaseSettings):

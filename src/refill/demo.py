@@ -21,8 +21,9 @@ from refill.bootstrap import Refill
 from refill.db.schema import agencies
 from refill.errors import InsufficientCredits, NotFound
 from refill.money import format_amount, parse_amount
-from refill.portal import auth
-from refill.reload import SettingsChange
+from refill.reload.settings import SettingsChange
+from refill.roles import MemberRole
+from refill.services import members
 
 log = logging.getLogger("refill.demo")
 
@@ -54,23 +55,30 @@ def seed_demo(refill: Refill) -> DemoAgency:
         key = services.create_owner_key(db, agency_id=existing)
         subteams = services.list_subteams(db, agency_id=existing)
         try:
-            auth.set_password(db, email=DEMO_OWNER, password=password)
+            members.set_password(db, email=DEMO_OWNER, password=password)
         except NotFound:  # a demo database from before the billing page had users
-            auth.add_member(
+            members.add_member(
                 db,
                 agency_id=existing,
                 email=DEMO_OWNER,
-                role="owner",
+                role=MemberRole.OWNER,
                 password=password,
                 actor="cli",
+                attach_existing=True,
             )
         return DemoAgency(
             existing, key.secret, tuple(t.id for t in subteams.data), DEMO_OWNER, password
         )
 
     agency, key = services.create_agency(db, name=DEMO_AGENCY, currency="USD")
-    auth.add_member(
-        db, agency_id=agency.id, email=DEMO_OWNER, role="owner", password=password, actor="cli"
+    members.add_member(
+        db,
+        agency_id=agency.id,
+        email=DEMO_OWNER,
+        role=MemberRole.OWNER,
+        password=password,
+        actor="cli",
+        attach_existing=True,
     )
     subteam_ids = tuple(
         services.create_subteam(db, agency_id=agency.id, name=name).id for name in SUBTEAMS
@@ -84,7 +92,11 @@ def seed_demo(refill: Refill) -> DemoAgency:
         description="Demo welcome credit",
     )
     card, _ = services.save_payment_method(
-        db, refill.gateway, agency_id=agency.id, token="pm_card_visa", actor="cli"
+        db,
+        refill.gateway,
+        agency_id=agency.id,
+        token="pm_card_visa",  # noqa: S106  a sandbox test card, not a secret
+        actor="cli",
     )
     services.update_auto_reload(
         db,
@@ -112,7 +124,7 @@ class DemoTraffic:
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="refill-demo", daemon=True)
-        self._rng = random.Random()
+        self._rng = random.Random()  # noqa: S311  simulated calls, not a secret
 
     def start(self) -> None:
         self._thread.start()
@@ -131,7 +143,6 @@ class DemoTraffic:
             try:
                 transfer, _ = services.record_usage(
                     self.refill.db,
-                    self.refill.policy,
                     agency_id=self.demo.agency_id,
                     subteam_id=subteam,
                     amount=cost,

@@ -68,6 +68,14 @@ class ReferenceConflict(Conflict):
     code = "reference_conflict"
 
 
+class TooManyAttempts(RefillError):
+    """Come back later: a rate limit, or the server is busy with the same work."""
+
+    code = "too_many_attempts"
+    status = 429
+    title = "Too many attempts"
+
+
 class InsufficientCredits(RefillError):
     code = "insufficient_credits"
     status = 402

@@ -19,11 +19,15 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 
-from refill import alerts, reload
+from refill import alerts
 from refill.db.database import Database, Tx
 from refill.gateway.base import ChargeResult, ChargeStatus, PaymentGateway
 from refill.money import Money
-from refill.reload import ClaimedAttempt, ReloadAttempt, ReloadPolicy
+from refill.reload import changes, machine, queries
+from refill.reload.attempt import ClaimedAttempt, ReloadAttempt, charge_request
+from refill.reload.policy import ReloadPolicy
+from refill.reload.states import AttemptStatus
+from refill.reload.trigger import NewReloadAttempt
 
 log = logging.getLogger("refill.worker")
 
@@ -69,7 +73,7 @@ class LeaseKeeper:
             if not held:
                 continue
             try:
-                self.db.write(partial(reload.renew_leases, attempt_ids=held, lease=self.lease))
+                self.db.write(partial(machine.renew_leases, attempt_ids=held, lease=self.lease))
             except Exception:
                 log.exception("renewing the leases of %d charges failed", len(held))
 
@@ -87,7 +91,7 @@ class ReloadProcessor:
         policy: ReloadPolicy,
         *,
         pending_grace: timedelta = timedelta(seconds=5),
-        lease: timedelta = reload.DEFAULT_LEASE,
+        lease: timedelta = machine.DEFAULT_LEASE,
         stuck_after: timedelta = timedelta(minutes=30),
     ) -> None:
         self.db = db
@@ -112,16 +116,20 @@ class ReloadProcessor:
     def close(self) -> None:
         self.leases.stop()
 
+    def on_new_attempt(self, announced: NewReloadAttempt) -> None:
+        """Instant processing, in the committing thread (tests; the CLI's own commands)."""
+        self.process(announced.attempt_id)
+
     def process(self, attempt_id: str) -> ReloadAttempt | None:
         """Run one pending attempt to its outcome. None if someone else has it."""
         claimed = self.db.write(
-            lambda tx: reload.claim_attempt(tx, self.policy, attempt_id, lease=self.lease)
+            lambda tx: machine.claim_attempt(tx, self.policy, attempt_id, lease=self.lease)
         )
         if claimed is None:
             return None
         return self._charge_and_record(claimed)
 
-    charge_request = staticmethod(reload.charge_request)
+    charge_request = staticmethod(charge_request)
 
     def _ask_gateway(self, claimed: ClaimedAttempt, *, reconcile: bool) -> ChargeResult:
         attempt = claimed.attempt
@@ -173,7 +181,7 @@ class ReloadProcessor:
                 )
                 result = ChargeResult(ChargeStatus.UNKNOWN, failure_message=type(exc).__name__)
             outcome = self.db.write(
-                lambda tx: reload.record_charge_outcome(tx, self.policy, attempt.id, result)
+                lambda tx: machine.record_charge_outcome(tx, self.policy, attempt.id, result)
             )
         self._log_outcome(attempt, outcome)
         return outcome
@@ -181,7 +189,7 @@ class ReloadProcessor:
     @staticmethod
     def _log_outcome(attempt: ReloadAttempt, outcome: ReloadAttempt) -> None:
         amount = Money(attempt.amount, attempt.currency)
-        if outcome.status == "succeeded":
+        if outcome.status is AttemptStatus.SUCCEEDED:
             log.info(
                 "%s reload %s succeeded: +%s credited (agency %s)",
                 attempt.trigger,
@@ -189,7 +197,7 @@ class ReloadProcessor:
                 amount,
                 attempt.agency_id,
             )
-        elif outcome.status == "charging":
+        elif outcome.status is AttemptStatus.CHARGING:
             log.warning(
                 "%s reload %s: gateway outcome unknown, will reconcile", attempt.trigger, attempt.id
             )
@@ -209,7 +217,7 @@ class ReloadProcessor:
         """One pass of the poller and the reconciler. Returns how many attempts it ran."""
         now = self.db.clock.now()
         pending = self.db.read(
-            lambda tx: reload.due_pending_attempts(
+            lambda tx: queries.due_pending_attempts(
                 tx, created_before=now - self.pending_grace, limit=limit
             )
         )
@@ -217,20 +225,18 @@ class ReloadProcessor:
         for attempt_id in pending:
             if self.process(attempt_id) is not None:
                 done += 1
-        stale = self.db.read(lambda tx: reload.stale_charging_attempts(tx, limit=limit))
+        stale = self.db.read(lambda tx: queries.stale_charging_attempts(tx, limit=limit))
         for attempt_id in stale:
             claimed = self.db.write(
-                partial(reload.reclaim_stale_attempt, attempt_id=attempt_id, lease=self.lease)
+                partial(machine.reclaim_stale_attempt, attempt_id=attempt_id, lease=self.lease)
             )
             if claimed is not None:
                 log.info("reconciling reload %s: its claimer's lease ran out", attempt_id)
                 self._charge_and_record(claimed, reconcile=True)
                 done += 1
-        lifted = self.db.read(lambda tx: reload.wallets_with_lifted_blocks(tx, now, limit))
+        lifted = self.db.read(lambda tx: queries.wallets_with_lifted_blocks(tx, now, limit))
         for agency_id in lifted:
-            self.db.write(
-                partial(reload.reevaluate_after_block, policy=self.policy, agency_id=agency_id)
-            )
+            self.db.write(partial(changes.reevaluate_after_block, agency_id=agency_id))
         self.report_stuck(now)
         return done
 
@@ -238,7 +244,7 @@ class ReloadProcessor:
         """Charges unresolved for longer than ``stuck_after``: logged for an operator once
         each (the poller runs every few seconds), and listed by ``refill reloads stuck``."""
         stuck = self.db.read(
-            lambda tx: reload.stuck_attempts(tx, charging_since=now - self.stuck_after)
+            lambda tx: queries.stuck_attempts(tx, charging_since=now - self.stuck_after)
         )
         for attempt in stuck:
             if attempt.id in self._reported_stuck:
@@ -266,6 +272,10 @@ class BackgroundWorker:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="refill-reload")
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+
+    def on_new_attempt(self, announced: NewReloadAttempt) -> None:
+        """Instant processing: right after the commit that created it, on a worker thread."""
+        self.submit(announced.attempt_id)
 
     def submit(self, attempt_id: str) -> None:
         if self._stop.is_set():

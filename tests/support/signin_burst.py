@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.test_e2e_serve import Server
+from tests.support.server import Server
 
 REFILL = str(Path(sys.executable).parent / "refill")
 EMAIL = "owner@burst.example"
@@ -148,7 +148,7 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        print(json.dumps(asdict(measure(url))))
+        print(json.dumps(asdict(measure(url))))  # noqa: T201  the measurement's output
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from refill.db.database import create_db_engine
 from refill.db.migrate import upgrade
 from refill.db.schema import reload_attempts, transfers
 from refill.errors import InsufficientCredits
-from refill.reload import SettingsChange
+from refill.reload.settings import SettingsChange
 
 REFILL = str(Path(sys.executable).parent / "refill")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -88,7 +88,7 @@ def _doomed(db_url: str, env: dict[str, str], attempt_id: str, bank: str | None)
     os.environ.update(env)
     gateway = None
     if bank is not None:
-        from tests.doubles import FaultyGateway
+        from tests.support.doubles import FaultyGateway
 
         gateway = FaultyGateway(Path(bank), script=["hang_after"])
     service = build(Settings(database_url=db_url), gateway=gateway, in_process_worker=False)
@@ -119,7 +119,6 @@ class Usage(threading.Thread):
             try:
                 services.record_usage(
                     self.refill.db,
-                    self.refill.policy,
                     agency_id=self.agency_id,
                     subteam_id=self.subteam_id,
                     amount=USAGE,
@@ -145,7 +144,7 @@ def run(
     bank: str | None = None
     gateway_obj: Any = None
     if gateway == "stripe":
-        from tests.stripe_peer import API_KEY, WEBHOOK_SECRET
+        from tests.support.stripe_peer import API_KEY, WEBHOOK_SECRET
         from tests.support.stripe_proxy import IdempotentStripeProxy
 
         assert stripe_base is not None
@@ -157,7 +156,7 @@ def run(
             REFILL_STRIPE_API_BASE=proxy.base,
         )
     else:
-        from tests.doubles import FaultyGateway
+        from tests.support.doubles import FaultyGateway
 
         bank = str(work_dir / "bank.db")
         gateway_obj = FaultyGateway(Path(bank))
@@ -179,7 +178,7 @@ def run(
         subteam = services.create_subteam(refill.db, agency_id=agency.id, name="line")
         token = "pm_card_visa"
         if gateway == "stripe":
-            from tests.stripe_peer import LocalStripe
+            from tests.support.stripe_peer import LocalStripe
 
             token = LocalStripe.card_on(stripe_base or "", "4242424242424242")
         card, _ = services.save_payment_method(
@@ -272,7 +271,7 @@ def run(
         )
         intents = None
         if gateway == "stripe":
-            from tests.stripe_peer import LocalStripe
+            from tests.support.stripe_peer import LocalStripe
 
             intents = len(LocalStripe.intents_on(stripe_base or "", refill_reload_id=attempt_id))
         return Figures(
@@ -321,7 +320,7 @@ def main() -> None:
     args = parser.parse_args()
     import tempfile
 
-    from tests.stripe_peer import LocalStripe
+    from tests.support.stripe_peer import LocalStripe
 
     peer = LocalStripe() if args.gateway == "stripe" else None
     try:
@@ -337,7 +336,7 @@ def main() -> None:
     finally:
         if peer is not None:
             peer.stop()
-    print(json.dumps(asdict(figures)))
+    print(json.dumps(asdict(figures)))  # noqa: T201  the measurement's output
 
 
 if __name__ == "__main__":

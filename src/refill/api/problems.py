@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from refill.errors import RefillError
@@ -30,6 +31,43 @@ _STATUS_CODES = {
     413: "request_too_large",
     415: "unsupported_media_type",
 }
+
+
+class Problem(BaseModel):
+    """Every refusal (RFC 9457 problem+json). Branch on ``code``: it is stable."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable machine-readable reason, e.g. invalid_amount.")
+
+
+_MEANINGS = {
+    400: "Malformed request (e.g. malformed_json, invalid_webhook).",
+    401: "No valid API key (unauthenticated).",
+    402: "Not enough credits, or the card was declined (insufficient_credits, payment_failed).",
+    403: "The key may not do this (forbidden).",
+    404: "No such object in this agency (e.g. subteam_not_found, reload_not_found).",
+    409: "Conflicts with the current state (e.g. reference_conflict, idempotency_key_in_use).",
+    413: "The body is larger than the server accepts (request_too_large).",
+    422: "Invalid input (validation_error, invalid_amount, invalid_cursor, ...).",
+    503: "The payment gateway or database did not answer (gateway_unavailable).",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The problem+json answers an operation declares, for its OpenAPI document."""
+    return {
+        status: {
+            "model": Problem,
+            "description": _MEANINGS[status],
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
 
 
 class Refused(StarletteHTTPException):

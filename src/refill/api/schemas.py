@@ -9,9 +9,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 from pydantic_core import PydanticCustomError
 
 from refill.audit import AuditEntry
+from refill.cards import PaymentMethod
 from refill.ledger import Transfer
 from refill.money import format_amount
-from refill.reload import PaymentMethod, ReloadAttempt
+from refill.reload.attempt import ReloadAttempt
 from refill.reload.policy import MAX_DAILY_LIMIT
 from refill.services import Agency, ApiKey, Subteam, WalletView
 
@@ -28,10 +29,19 @@ def _no_nul(value: str) -> str:
 Text = Annotated[StrictStr, AfterValidator(_no_nul)]
 
 _AMOUNT_DOC = 'A decimal string in the currency unit, such as "25.00" (at most 6 decimals).'
+# What ``money.parse_amount`` accepts, declared for generated clients (the API checks it
+# itself, so that a refusal keeps its own code, ``invalid_amount``).
+AMOUNT_PATTERN = r"^(0|[1-9][0-9]*)(\.[0-9]{1,6})?$"
 
 
 def amount_field(**kwargs: Any) -> Any:
-    return Field(max_length=40, description=_AMOUNT_DOC, examples=["25.00"], **kwargs)
+    return Field(
+        max_length=40,
+        description=_AMOUNT_DOC,
+        examples=["25.00"],
+        json_schema_extra={"pattern": AMOUNT_PATTERN},
+        **kwargs,
+    )
 
 
 def fmt(micros: int | None, currency: str | None) -> str | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from refill.bench.runner import Measurement, merge
+from refill.bench.measure import Measurement, merge
 
 MAX_REQUESTS = 5_000_000
 
@@ -47,7 +47,7 @@ def measure_http_usage(
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "REFILL_DATABASE_URL": database_url, "REFILL_BENCH_ROUTES": "1"}
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: S603  our own refill serve
         [sys.executable, "-m", "refill.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -98,7 +98,7 @@ def _wait_ready(base: str, server: subprocess.Popen[str]) -> None:
 
 
 def _load(base: str, target: str, **kwargs: Any) -> Measurement:
-    out = subprocess.run(
+    out = subprocess.run(  # noqa: S603  our own load process
         [
             sys.executable,
             "-m",
@@ -169,7 +169,7 @@ def main() -> None:
     if not args.base.startswith(("http://127.0.0.1:", "http://localhost:")):
         parser.error("load goes to loopback only")
     result = asyncio.run(_run_load(args.base, args.target, json.loads(args.options)))
-    print(json.dumps(result))
+    print(json.dumps(result))  # noqa: T201  the figures, for the parent process
 
 
 if __name__ == "__main__":

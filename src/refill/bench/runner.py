@@ -7,7 +7,6 @@ loops are bounded by time and count, and talk only to this machine.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import secrets
@@ -24,18 +23,22 @@ from typing import Any
 
 from sqlalchemy import text
 
-from refill import ledger, services
+from refill import services
 from refill.bench.baseline import BaselineInsufficient, BaselineSQL
+from refill.bench.fixtures import BenchAgency, RawPool, fill_history, make_agency
+from refill.bench.measure import (
+    ROUNDS,
+    Measurement,
+    Result,
+    interleaved,
+    run_clients,
+)
 from refill.bootstrap import Refill, build
 from refill.config import Settings
-from refill.db.database import Tx, create_db_engine
+from refill.db.database import create_db_engine
 from refill.db.migrate import upgrade
-from refill.ids import system_account_id, wallet_id_for
-from refill.reload import SettingsChange
-from refill.reload.policy import MAX_DAILY_LIMIT
+from refill.ids import system_account_id
 
-MAX_OPS_PER_CLIENT = 2_000_000  # a bound besides time, so no loop can run away
-ROUNDS = 4  # alternating Refill / baseline rounds per measurement
 MAX_LATENCY_SAMPLES = 500
 
 
@@ -46,191 +49,6 @@ class BenchConfig:
     clients: list[int] = field(default_factory=lambda: [1, 4, 16])
     history_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000, 1_000_000])
     http: bool = True
-
-
-@dataclass
-class Measurement:
-    ops: int
-    seconds: float
-    latencies_ms: list[float]
-    errors: int = 0
-
-    @property
-    def throughput(self) -> float:
-        return self.ops / self.seconds if self.seconds else 0.0
-
-    def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
-        return ordered[index]
-
-    def summary(self) -> dict[str, float]:
-        return {
-            "ops": self.ops,
-            "seconds": round(self.seconds, 3),
-            "ops_per_s": round(self.throughput, 1),
-            "p50_ms": round(self.percentile(50), 3),
-            "p99_ms": round(self.percentile(99), 3),
-            "errors": self.errors,
-        }
-
-
-@dataclass
-class Result:
-    scenario: str
-    clients: int | None
-    refill: dict[str, float]
-    baseline: dict[str, float] | None
-    ratio: float | None
-    target: str
-    met: bool | None
-    note: str = ""
-
-
-def merge(parts: list[Measurement]) -> Measurement:
-    return Measurement(
-        ops=sum(p.ops for p in parts),
-        seconds=sum(p.seconds for p in parts),
-        latencies_ms=[x for p in parts for x in p.latencies_ms],
-        errors=sum(p.errors for p in parts),
-    )
-
-
-def run_clients(op: Callable[[int, int], None], clients: int, seconds: float) -> Measurement:
-    """Run ``op(client, i)`` on ``clients`` threads for ``seconds``; count and time each."""
-    stop_at = time.perf_counter() + seconds
-    counts = [0] * clients
-    errors = [0] * clients
-    samples: list[list[float]] = [[] for _ in range(clients)]
-
-    def loop(n: int) -> None:
-        for i in range(MAX_OPS_PER_CLIENT):
-            start = time.perf_counter()
-            if start >= stop_at:
-                return
-            try:
-                op(n, i)
-            except Exception:
-                errors[n] += 1
-                continue
-            samples[n].append((time.perf_counter() - start) * 1000)
-            counts[n] += 1
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=loop, args=(n,), daemon=True) for n in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
-    return Measurement(sum(counts), elapsed, [x for s in samples for x in s], sum(errors))
-
-
-def _shifted(op: Callable[[int, int], None], offset: int, n: int, i: int) -> None:
-    """Each round continues the numbering, so references stay unique across rounds."""
-    op(n, offset + i)
-
-
-def interleaved(
-    refill_op: Callable[[int, int], None],
-    baseline_op: Callable[[int, int], None],
-    clients: int,
-    seconds: float,
-    tick: Callable[[], None],
-) -> tuple[Measurement, Measurement]:
-    """Alternate short rounds of each so drift (caches, WAL, autovacuum) hits both alike."""
-    mine: list[Measurement] = []
-    theirs: list[Measurement] = []
-    per_round = seconds / ROUNDS
-    offset = 0
-    for _ in range(ROUNDS):
-        mine.append(run_clients(partial(_shifted, refill_op, offset), clients, per_round))
-        theirs.append(run_clients(partial(_shifted, baseline_op, offset), clients, per_round))
-        offset += MAX_OPS_PER_CLIENT
-        tick()
-    return merge(mine), merge(theirs)
-
-
-class RawPool:
-    """Baseline connections: checked out of the same engine pool as Refill's for every
-    transaction, as a server shares its pool among request threads. (``dedicated=True``
-    keeps one connection per client instead: the floor without any pool.)"""
-
-    def __init__(self, refill: Refill, *, dedicated: bool = False) -> None:
-        self._engine = refill.db.engine
-        self._dedicated = dedicated
-        self._conns: dict[int, Any] = {}
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def connection(self, client: int) -> Iterator[Any]:
-        if not self._dedicated:
-            pooled = self._engine.raw_connection()
-            try:
-                yield pooled
-            finally:
-                pooled.close()
-            return
-        with self._lock:
-            if client not in self._conns:
-                self._conns[client] = self._engine.raw_connection()
-        yield self._conns[client]
-
-    def close(self) -> None:
-        for conn in self._conns.values():
-            conn.close()
-        self._conns.clear()
-
-
-@dataclass
-class BenchAgency:
-    agency_id: str
-    subteams: list[str]
-
-    @property
-    def wallet_id(self) -> str:
-        return wallet_id_for(self.agency_id)
-
-
-def make_agency(
-    refill: Refill,
-    name: str,
-    *,
-    subteams: int,
-    grant: int,
-    auto_reload: tuple[int, int] | None = None,
-) -> BenchAgency:
-    db = refill.db
-    agency, _ = services.create_agency(db, name=name)
-    subteam_ids = [
-        services.create_subteam(db, agency_id=agency.id, name=f"line {i}").id
-        for i in range(subteams)
-    ]
-
-    services.grant_credits(db, agency_id=agency.id, amount=grant, reference="bench-grant")
-    if auto_reload is not None:
-        threshold, amount = auto_reload
-        card, _ = services.save_payment_method(
-            db, refill.gateway, agency_id=agency.id, token="pm_card_visa", actor="bench"
-        )
-        services.update_auto_reload(
-            db,
-            refill.gateway,
-            refill.policy,
-            agency_id=agency.id,
-            currency="USD",
-            actor="bench",
-            change=SettingsChange(
-                enabled=True,
-                threshold=threshold,
-                reload_amount=amount,
-                payment_method_id=card.id,
-                daily_limit=MAX_DAILY_LIMIT,
-            ),
-        )
-    return BenchAgency(agency.id, subteam_ids)
 
 
 class Bench:
@@ -246,7 +64,8 @@ class Bench:
         with self._database() as url:
             settings = Settings(database_url=url, reload_threads=4, poll_interval_seconds=1.0)
             refill = build(settings)
-            assert refill.worker is not None
+            if refill.worker is None:
+                raise RuntimeError("the benchmark needs the in-process worker")
             refill.worker.start()
             self.sql = BaselineSQL(refill.db.dialect)
             self.raw = RawPool(refill)
@@ -361,7 +180,6 @@ class Bench:
             agency = agencies[(n * 7919 + i) % len(agencies)]
             services.record_usage(
                 refill.db,
-                refill.policy,
                 agency_id=agency.agency_id,
                 subteam_id=agency.subteams[i % len(agency.subteams)],
                 amount=amount,
@@ -488,7 +306,6 @@ class Bench:
                 lock.notify_all()
             return outcome
 
-        assert refill.worker is not None
         processor.process = timed_process  # type: ignore[method-assign]
         latencies: list[float] = []
         deadline = time.perf_counter() + self.config.seconds
@@ -503,7 +320,6 @@ class Bench:
                 if balance > 20_010_000:
                     services.record_usage(
                         refill.db,
-                        refill.policy,
                         agency_id=agency.agency_id,
                         subteam_id=agency.subteams[0],
                         amount=balance - 20_010_000,
@@ -512,7 +328,6 @@ class Bench:
                 started = time.perf_counter()
                 services.record_usage(
                     refill.db,
-                    refill.policy,
                     agency_id=agency.agency_id,
                     subteam_id=agency.subteams[0],
                     amount=20_000,
@@ -605,99 +420,7 @@ class Bench:
         def op(n: int, i: int) -> None:
             services.get_wallet(refill.db, refill.policy, agency_id=agency.agency_id)
             page = services.list_transfers(refill.db, agency_id=agency.agency_id, limit=50)
-            assert len(page.data) == 50
+            if len(page.data) != 50:
+                raise RuntimeError("the history scenario lost its ledger")
 
         return run_clients(op, 1, max(self.config.seconds / 2, 0.5))
-
-
-def fill_history(refill: Refill, agency: BenchAgency, count: int, *, start: int) -> None:
-    """Append ``count`` one-micro usage transfers (and fund them) straight in SQL.
-
-    Set-based inserts keep a 1M-row ledger cheap to build; the wallet's balance and the
-    ledger still agree (a grant of the same total comes first).
-    """
-    if count <= 0:
-        return
-    wallet = agency.wallet_id
-    revenue = system_account_id("usage_revenue", "USD")
-
-    def work(tx: Tx) -> None:
-        now = tx.now
-        ledger.credit_wallet(
-            tx,
-            agency_id=agency.agency_id,
-            source=ledger.SystemAccount.GRANTED_CREDITS,
-            amount=count,
-            kind=ledger.TransferKind.GRANT,
-            reference=f"history-{start}",
-        )
-        series = (
-            "WITH RECURSIVE n(x) AS (SELECT :first UNION ALL SELECT x + 1 FROM n "
-            "WHERE x < :last) SELECT x FROM n"
-            if tx.dialect == "sqlite"
-            else "SELECT generate_series(CAST(:first AS BIGINT), CAST(:last AS BIGINT)) AS x"
-        )
-        tx.conn.execute(
-            text(
-                "INSERT INTO transfers (agency_id, debit_account_id, credit_account_id, amount, "
-                "kind, reference, subteam_id, wallet_balance_after, created_at) "
-                f"SELECT :agency, :wallet, :revenue, 1, 'usage', 'h-' || CAST(x AS TEXT), "
-                ":subteam, "
-                f"1, :now FROM ({series}) AS s"
-            ),
-            {
-                "agency": agency.agency_id,
-                "wallet": wallet,
-                "revenue": revenue,
-                "subteam": agency.subteams[0],
-                "now": now.replace(tzinfo=None) if tx.dialect == "sqlite" else now,
-                "first": start,
-                "last": start + count - 1,
-            },
-        )
-        tx.conn.execute(
-            text("UPDATE accounts SET balance = balance - :n WHERE id = :wallet"),
-            {"n": count, "wallet": wallet},
-        )
-
-    refill.db.write(work)
-
-
-def describe(report: dict[str, Any]) -> list[list[str]]:
-    """Rows for the summary table."""
-    rows = []
-    for r in report["results"]:
-        mine = r["refill"]
-        base = r["baseline"]
-        if r["scenario"] == "history-scale":
-            figure = f"{mine['transfers']:,} transfers: p50 {mine['p50_ms']:.2f} ms"
-            baseline = "-"
-        elif r["scenario"] == "reload-latency":
-            figure = f"p50 {mine['p50_ms']:.1f} ms, p99 {mine['p99_ms']:.1f} ms"
-            baseline = "-"
-        elif r["scenario"] == "authorize":
-            figure = (
-                f"{mine['ops_per_s']:,.0f}/s, p50 {mine['p50_ms']:.3f}, p99 {mine['p99_ms']:.3f} ms"
-            )
-            baseline = f"{base['ops_per_s']:,.0f}/s, p99 {base['p99_ms']:.3f} ms"
-        else:
-            figure = f"{mine['ops_per_s']:,.0f}/s"
-            baseline = f"{base['ops_per_s']:,.0f}/s" if base else "-"
-        met = {True: "yes", False: "NO", None: ""}[r["met"]]
-        rows.append(
-            [
-                r["scenario"],
-                "" if r["clients"] is None else str(r["clients"]),
-                figure,
-                baseline,
-                "" if r["ratio"] is None else f"{r['ratio']:.2f}",
-                r["target"],
-                met,
-            ]
-        )
-    return rows
-
-
-def write_json(report: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")

@@ -4,8 +4,9 @@
 commit. When the database refuses the transaction because of its own locking (SQLite's
 ``database is locked``, PostgreSQL's serialization failures and deadlocks, a dropped
 connection), the whole unit of work is run again from the start, so callers never see
-those errors. Reload attempts a transaction created are handed to ``on_new_reload_attempt``
-only once the commit is durable.
+those errors. What a transaction ``announce``-d (a new reload attempt, say) is handed to
+the ``AfterCommit`` listeners only once the commit is durable; the database layer knows
+nothing of what the announcements mean.
 """
 
 from __future__ import annotations
@@ -77,22 +78,51 @@ class SqlTx(Protocol):
     """What the hot path needs of a transaction; both Tx and RawTx provide it."""
 
     now: datetime
-    new_reload_attempts: list[str]
 
     @property
     def dialect(self) -> str: ...
 
     def execute_raw(self, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None: ...
 
+    def announce(self, item: object) -> None: ...
+
+
+class AfterCommit:
+    """Who is told what committed transactions announced, by the announcement's type.
+
+    Given to the ``Database`` at construction; the parts that act on announcements (the
+    reload worker) listen once they exist. A listener's failure never undoes the commit:
+    whatever it missed, the poller finds later.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: dict[type, list[Callable[[Any], None]]] = {}
+
+    def listen(self, kind: type[T], listener: Callable[[T], None]) -> None:
+        self._listeners.setdefault(kind, []).append(listener)
+
+    def clear(self) -> None:
+        self._listeners.clear()
+
+    def __call__(self, announced: list[object]) -> None:
+        for item in announced:
+            for listener in self._listeners.get(type(item), ()):
+                try:
+                    listener(item)
+                except Exception:
+                    log.exception("acting on %r after commit failed", item)
+
 
 @dataclass
 class Tx:
-    """One transaction: its connection, its time, and the reload attempts it created."""
+    """One transaction: its connection, its time, and what it announces after commit."""
 
     conn: Connection
     now: datetime
-    # Reload attempts created by this transaction, handed to the processor after commit.
-    new_reload_attempts: list[str] = field(default_factory=list)
+    announced: list[object] = field(default_factory=list)
+
+    def announce(self, item: object) -> None:
+        self.announced.append(item)
 
     @property
     def dialect(self) -> str:
@@ -117,11 +147,14 @@ class RawTx:
     dbapi: Any
     sa_dialect: Dialect
     now: datetime
-    new_reload_attempts: list[str] = field(default_factory=list)
+    announced: list[object] = field(default_factory=list)
 
     @property
     def dialect(self) -> str:
         return str(self.sa_dialect.name)
+
+    def announce(self, item: object) -> None:
+        self.announced.append(item)
 
     def execute_raw(self, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         return _execute_on(self.sa_dialect, self.dbapi.cursor(), statement, params)
@@ -211,13 +244,18 @@ class SqliteWriteGate:
 
 
 class Database:
-    def __init__(self, url: str, *, clock: Clock | None = None, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock | None = None,
+        pool_size: int = 10,
+        after_commit: AfterCommit | None = None,
+    ) -> None:
         self.url = url
         self.engine = create_db_engine(url, pool_size=pool_size)
         self.clock: Clock = clock or SystemClock()
-        # Told about each reload attempt a committed transaction created ("instant
-        # processing"); set by bootstrap to the reload processor, None means the poller finds it.
-        self.on_new_reload_attempt: Callable[[str], None] | None = None
+        self.after_commit = after_commit or AfterCommit()
         self._gate = SqliteWriteGate() if self.dialect == "sqlite" else None
 
     @property
@@ -268,24 +306,14 @@ class Database:
                 if attempt == MAX_ATTEMPTS or not is_retryable(exc):
                     raise
                 # Jittered exponential back-off so contending writers spread out.
-                delay = min(0.2, 0.002 * 2**attempt) * (0.5 + random.random())
+                delay = min(0.2, 0.002 * 2**attempt) * (0.5 + random.random())  # noqa: S311  jitter, not a secret
                 log.debug("retrying transaction after %s (attempt %d)", exc.orig, attempt)
                 time.sleep(delay)
                 continue
-            self._announce_new_attempts(tx)
+            if tx.announced:
+                self.after_commit(tx.announced)
             return result
         raise AssertionError("unreachable")
-
-    def _announce_new_attempts(self, tx: Tx | RawTx) -> None:
-        listener = self.on_new_reload_attempt
-        if listener is None:
-            return
-        for attempt_id in tx.new_reload_attempts:
-            try:
-                listener(attempt_id)
-            except Exception:
-                # The commit stands; whatever the listener missed, the poller picks up.
-                log.exception("processing reload %s after commit failed", attempt_id)
 
     def write(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in a write transaction, retrying on the database's own lock errors."""

@@ -28,6 +28,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import DateTime, TypeDecorator
 
+from refill.reload.states import (
+    ACTIVE_STATUSES,
+    AttemptStatus,
+    Mode,
+    SettingsStatus,
+    Trigger,
+    sql_list,
+)
+from refill.roles import KeyRole, MemberRole
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -56,14 +66,14 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        assert isinstance(value, datetime)
+        if not isinstance(value, datetime):
+            raise TypeError(f"a UTCDateTime column held {type(value).__name__}")
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # BIGINT on PostgreSQL; INTEGER on SQLite so an integer primary key is the rowid.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
-ACTIVE_AUTO_RELOAD_STATUSES = ("pending", "charging", "requires_action")
 
 agencies = Table(
     "agencies",
@@ -72,8 +82,9 @@ agencies = Table(
     Column("name", String(200), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("timezone", String(64), nullable=False, server_default="UTC"),
-    # The agency's Customer at Stripe, created the first time it saves a card there.
-    Column("stripe_customer_id", String(255), nullable=True, unique=True),
+    # The agency's customer at the gateway (Stripe: a Customer), created the first time it
+    # saves a card there; NULL for a gateway without customers (the sandbox).
+    Column("gateway_customer_id", String(255), nullable=True, unique=True),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
@@ -147,9 +158,10 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime(), nullable=True),
     # A rolled key keeps working until then (at most 7 days after the roll).
     Column("expires_at", UTCDateTime(), nullable=True),
-    CheckConstraint("role IN ('owner', 'subteam')", name="role"),
+    CheckConstraint(f"role IN ({sql_list(KeyRole)})", name="role"),
     CheckConstraint(
-        "(role = 'subteam') = (subteam_id IS NOT NULL)", name="subteam_key_has_subteam"
+        f"(role = '{KeyRole.SUBTEAM}') = (subteam_id IS NOT NULL)",
+        name="subteam_key_has_subteam",
     ),
 )
 
@@ -211,7 +223,7 @@ auto_reload_settings = Table(
     metadata,
     Column("wallet_id", String(40), ForeignKey("accounts.id"), primary_key=True),
     Column("enabled", Boolean, nullable=False),
-    # NULL until the owner sets them; enabling requires both (checked by reload.py).
+    # NULL until the owner sets them; enabling requires both (reload.settings validates).
     Column("threshold", BigInteger, nullable=True),
     Column("reload_amount", BigInteger, nullable=True),
     Column("payment_method_id", String(40), ForeignKey("payment_methods.id"), nullable=True),
@@ -229,10 +241,10 @@ auto_reload_settings = Table(
     Column("blocked_rail", String(32), nullable=True),
     Column("blocked_until", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
-    CheckConstraint("status IN ('off', 'active', 'suspended')", name="status"),
+    CheckConstraint(f"status IN ({sql_list(SettingsStatus)})", name="status"),
     CheckConstraint("threshold >= 0", name="threshold_not_negative"),
     CheckConstraint("reload_amount > 0", name="reload_amount_positive"),
-    CheckConstraint("mode IN ('fixed', 'target')", name="mode"),
+    CheckConstraint(f"mode IN ({sql_list(Mode)})", name="mode"),
     CheckConstraint("monthly_cap > 0", name="monthly_cap_positive"),
     CheckConstraint("daily_limit > 0", name="daily_limit_positive"),
 )
@@ -276,21 +288,15 @@ reload_attempts = Table(
     Column("blocked_until", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
-    CheckConstraint("trigger IN ('auto', 'manual')", name="trigger"),
-    CheckConstraint(
-        "status IN ('pending', 'charging', 'succeeded', 'failed', 'requires_action', "
-        "'blocked', 'canceled')",
-        name="status",
-    ),
+    CheckConstraint(f"trigger IN ({sql_list(Trigger)})", name="trigger"),
+    CheckConstraint(f"status IN ({sql_list(AttemptStatus)})", name="status"),
     CheckConstraint("amount > 0", name="amount_positive"),
     UniqueConstraint("agency_id", "request_key", name="uq_reload_attempts_request_key"),
 )
 # Never two active auto-reloads for one wallet: enforced by the database on both engines.
 # Literal SQL (no bound parameters) so PostgreSQL can match ON CONFLICT to this index even
 # under a generic prepared plan.
-ACTIVE_AUTO_RELOAD = text(
-    "trigger = 'auto' AND status IN ('pending', 'charging', 'requires_action')"
-)
+ACTIVE_AUTO_RELOAD = text(f"trigger = '{Trigger.AUTO}' AND status IN ({sql_list(ACTIVE_STATUSES)})")
 Index(
     "uq_reload_attempts_one_active_auto",
     reload_attempts.c.wallet_id,
@@ -370,7 +376,7 @@ memberships = Table(
     Column("agency_id", String(40), ForeignKey("agencies.id"), primary_key=True),
     Column("role", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
-    CheckConstraint("role IN ('owner', 'admin', 'member')", name="role"),
+    CheckConstraint(f"role IN ({sql_list(MemberRole)})", name="role"),
 )
 Index("ix_memberships_agency_id", memberships.c.agency_id)
 

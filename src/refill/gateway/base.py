@@ -6,9 +6,9 @@ them into these types, so the reload engine reasons about four outcomes only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 
 class ChargeStatus(StrEnum):
@@ -39,7 +39,12 @@ class ChargeRequest:
     currency: str
     # Derived from the attempt id: sending it again is the same request to the gateway.
     idempotency_key: str
-    metadata: dict[str, str] = field(default_factory=dict)
+    # Refill's names for the charge: the reload attempt's id (``reference``), its agency and
+    # trigger. The gateway files them with the payment in its own way (Stripe: metadata),
+    # so the payment can be found by them and its webhooks matched to the attempt.
+    reference: str
+    agency_id: str
+    trigger: str
     # The agency's customer at the gateway (Stripe); None where the gateway has none.
     customer: str | None = None
 
@@ -67,17 +72,54 @@ class CardSetup:
     publishable_key: str
 
 
+class EventKind(StrEnum):
+    PAYMENT = "payment"  # a payment's state changed
+    CARD_UPDATED = "card_updated"  # a saved card's details changed (e.g. a renewed expiry)
+    CARD_DETACHED = "card_detached"  # a saved card can no longer be charged
+    OTHER = "other"  # nothing Refill acts on
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentReport:
+    """What a gateway says of one of its payments, in Refill's words."""
+
+    payment_id: str
+    result: ChargeResult
+    # Refill's own names the payment carries (see ``ChargeRequest``), when it carries them.
+    reference: str | None
+    agency_id: str | None
+    amount_minor: int | None
+    currency: str | None  # upper case ISO 4217
+
+
+@dataclass(frozen=True, slots=True)
+class CardReport:
+    token: str
+    brand: str | None = None
+    last4: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayEvent:
-    """A verified webhook event, in the gateway's own words (``object`` is its JSON)."""
+    """A verified webhook event, parsed by its gateway into Refill's terms: no other module
+    reads a gateway's own event format."""
 
     id: str
-    type: str
-    object: dict[str, Any]
+    gateway: str
+    type: str  # the gateway's own name of the event, for logs
+    kind: EventKind
+    object_id: str | None = None
+    payment: PaymentReport | None = None
+    card: CardReport | None = None
 
 
 class PaymentGateway(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The gateway's name, as stored with each card (``sandbox``, ``stripe``)."""
+        ...
 
     def create_customer(self, agency_id: str, name: str) -> str | None:
         """The agency's customer at the gateway, created now (idempotently per agency);

@@ -29,17 +29,85 @@ import stripe
 from refill.errors import GatewayUnavailable, InvalidPaymentMethod, InvalidWebhook
 from refill.gateway.base import (
     CardDetails,
+    CardReport,
     CardSetup,
     ChargeRequest,
     ChargeResult,
     ChargeStatus,
+    EventKind,
     GatewayEvent,
+    PaymentReport,
 )
+from refill.ids import wallet_id_for
 
 log = logging.getLogger("refill.gateway.stripe")
 
-# The metadata key that names the reload attempt on every PaymentIntent Refill creates.
+# The metadata keys that name Refill's reload on every PaymentIntent it creates: known here
+# and nowhere else (the engine speaks of a charge's ``reference``).
 RELOAD_ID_KEY = "refill_reload_id"
+AGENCY_ID_KEY = "refill_agency_id"
+
+_PAYMENT_EVENTS = {
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+}
+_CARD_UPDATED_EVENTS = {"payment_method.updated", "payment_method.automatically_updated"}
+
+
+def metadata_for(request: ChargeRequest) -> dict[str, str]:
+    return {
+        AGENCY_ID_KEY: request.agency_id,
+        "refill_wallet_id": wallet_id_for(request.agency_id),
+        RELOAD_ID_KEY: request.reference,
+        "refill_trigger": request.trigger,
+    }
+
+
+def payment_report(intent: Mapping[str, Any]) -> PaymentReport:
+    """A PaymentIntent (an API answer or a webhook's object) in Refill's terms."""
+    metadata = intent.get("metadata") or {}
+    amount = intent.get("amount")
+    return PaymentReport(
+        payment_id=str(intent.get("id")),
+        result=charge_result_from_payment_intent(intent),
+        reference=str(metadata[RELOAD_ID_KEY]) if metadata.get(RELOAD_ID_KEY) else None,
+        agency_id=str(metadata[AGENCY_ID_KEY]) if metadata.get(AGENCY_ID_KEY) else None,
+        amount_minor=amount if isinstance(amount, int) else None,
+        currency=str(intent["currency"]).upper() if intent.get("currency") else None,
+    )
+
+
+def card_report(method: Mapping[str, Any]) -> CardReport:
+    card = method.get("card") or {}
+    return CardReport(
+        token=str(method.get("id")),
+        brand=str(card["brand"]) if card.get("brand") else None,
+        last4=str(card["last4"]) if card.get("last4") else None,
+        exp_month=int(card["exp_month"]) if card.get("exp_month") else None,
+        exp_year=int(card["exp_year"]) if card.get("exp_year") else None,
+    )
+
+
+def event_from_stripe(event: Mapping[str, Any]) -> GatewayEvent:
+    """A verified Stripe event in Refill's terms."""
+    obj = event["data"]["object"]
+    if not isinstance(obj, dict):
+        raise TypeError(type(obj).__name__)
+    kind_of = str(event["type"])
+    event_id = str(event["id"])
+    object_id = str(obj["id"]) if obj.get("id") else None
+    payment, card = None, None
+    if kind_of in _PAYMENT_EVENTS:
+        kind, payment = EventKind.PAYMENT, payment_report(obj)
+    elif kind_of in _CARD_UPDATED_EVENTS:
+        kind, card = EventKind.CARD_UPDATED, card_report(obj)
+    elif kind_of == "payment_method.detached":
+        kind, card = EventKind.CARD_DETACHED, card_report(obj)
+    else:
+        kind = EventKind.OTHER
+    return GatewayEvent(event_id, "stripe", kind_of, kind, object_id, payment, card)
+
 
 # Errors after which Stripe may or may not have acted: ask again, never assume.
 _NO_ANSWER = (
@@ -123,7 +191,7 @@ class StripeGateway:
     def create_customer(self, agency_id: str, name: str) -> str | None:
         with _interactive("creating the Stripe customer"):
             customer = self.client.v1.customers.create(
-                params={"name": name, "metadata": {"refill_agency_id": agency_id}},
+                params={"name": name, "metadata": {AGENCY_ID_KEY: agency_id}},
                 # Two first cards saved at once make one Customer, not two.
                 options={"idempotency_key": f"refill-customer-{agency_id}"},
             )
@@ -198,7 +266,7 @@ class StripeGateway:
             "payment_method_types": ["card"],
             "confirm": True,
             "off_session": True,
-            "metadata": request.metadata,
+            "metadata": metadata_for(request),
         }
         try:
             intent = self.client.v1.payment_intents.create(
@@ -231,7 +299,7 @@ class StripeGateway:
             if payment_id:
                 intent = self.client.v1.payment_intents.retrieve(payment_id)
                 return charge_result_from_payment_intent(intent)
-            reload_id = request.metadata.get(RELOAD_ID_KEY, "")
+            reload_id = request.reference
             found = self.client.v1.payment_intents.search(
                 params={"query": f"metadata['{RELOAD_ID_KEY}']:'{reload_id}'", "limit": 10}
             )
@@ -301,10 +369,9 @@ class StripeGateway:
             ) from None
         try:
             event = json.loads(text)
-            obj = event["data"]["object"]
-            if not isinstance(obj, dict):
-                raise TypeError(type(obj).__name__)
-            return GatewayEvent(id=str(event["id"]), type=str(event["type"]), object=obj)
+            if "\x00" in json.dumps(event, ensure_ascii=False):
+                raise ValueError("NUL")  # no id or name Refill stores can hold one
+            return event_from_stripe(event)
         except (ValueError, KeyError, TypeError, RecursionError):
             raise InvalidWebhook(
                 "the body is not a Stripe event", code="malformed_webhook"

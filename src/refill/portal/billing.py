@@ -1,190 +1,214 @@
-"""Read models of the billing page: the balance over time and usage by subteam.
+"""/portal/team/billing: the owner's wallet page and its forms.
 
-Both read a bounded window (the last 30 days) with aggregates in SQL, so a busy wallet
-with hundreds of thousands of transfers still sends the page a few hundred points.
+Every form works without JavaScript (POST, then 303 back to the page with a notice, or the
+page again with the errors next to their fields). ``portal.js`` refreshes the live part
+(``/live``) and draws the balance chart.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from typing import Annotated, Any
 
-from sqlalchemy import ColumnElement, DateTime, Select, bindparam, func, select
-from sqlalchemy.dialects import postgresql
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from refill.db.database import Database, Tx
-from refill.db.schema import UTCDateTime, accounts, reload_attempts, subteams, transfers
-from refill.ids import wallet_id_for
+from refill import services
+from refill.errors import RefillError, ValidationFailed
+from refill.money import parse_amount
+from refill.portal.common import FormState, PortalRefused, back, page
+from refill.portal.security import Signed, allowed_to_change
+from refill.portal.views import billing_context
+from refill.reload.settings import UNSET, change_from_text
+from refill.reload.states import AttemptStatus
+from refill.services.sessions import PortalSession
+from refill.webctx import Service
 
-WINDOW = timedelta(days=30)
-
-
-@dataclass(frozen=True, slots=True)
-class BalancePoint:
-    at: datetime
-    balance: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadMark:
-    at: datetime
-    amount: int
-    status: str
-    trigger: str
-    # The wallet's balance right after the credit (None when nothing was credited).
-    balance_after: int | None
+router = APIRouter(prefix="/portal", include_in_schema=False)
+PAGE = "/portal/team/billing"
 
 
-@dataclass(frozen=True, slots=True)
-class SubteamUsage:
-    subteam_id: str
-    name: str
-    amount: int
-    events: int
+def render_billing(
+    request: Request,
+    refill: Any,
+    session: PortalSession,
+    *,
+    status: int = 200,
+    forms: dict[str, FormState] | None = None,
+    cursor: str | None = None,
+    notice: str | None = None,
+) -> HTMLResponse:
+    try:
+        context = billing_context(refill, session, cursor, forms=forms, notice=notice)
+    except ValidationFailed as exc:  # a cursor that was tampered with
+        raise PortalRefused(400, exc.message) from None
+    return page(request, "billing.html", context, status=status)
 
 
-@dataclass(frozen=True, slots=True)
-class BalanceHistory:
-    since: datetime
-    until: datetime
-    points: list[BalancePoint]
-    reloads: list[ReloadMark]
+@router.get("")
+def root() -> RedirectResponse:
+    return RedirectResponse(PAGE, status_code=303)
 
 
-def _whole_hours(since: datetime, until: datetime) -> list[datetime]:
-    """The whole hours strictly between ``since`` and ``until``."""
-    hour = since.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    hours = []
-    while hour < until:
-        hours.append(hour)
-        hour += timedelta(hours=1)
-    return hours
+@router.get("/team/billing")
+def billing_page(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    cursor: str | None = None,
+    notice: str | None = None,
+) -> HTMLResponse:
+    return render_billing(request, refill, session, cursor=cursor, notice=notice)
 
 
-def _seek(agency_id: str, before: ColumnElement[datetime]) -> Select[int]:
-    """The wallet's balance just before a moment: the last transfer's
-    ``wallet_balance_after``, one seek on ix_transfers_agency_created."""
-    return (
-        select(transfers.c.wallet_balance_after)
-        .where(transfers.c.agency_id == agency_id, transfers.c.created_at < before)
-        .order_by(transfers.c.created_at.desc(), transfers.c.id.desc())
-        .limit(1)
+@router.get("/team/billing/live")
+def billing_live(
+    request: Request, session: Signed, refill: Service, cursor: str | None = None
+) -> HTMLResponse:
+    try:
+        context = billing_context(refill, session, cursor, full_page=False)
+    except ValidationFailed as exc:
+        raise PortalRefused(400, exc.message) from None
+    return page(request, "_live.html", context)
+
+
+@router.post("/team/billing/credits")
+def add_credits(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    amount: Annotated[str, Form()] = "",
+    payment_method_id: Annotated[str, Form()] = "",
+    request_key: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    allowed_to_change(session, csrf_token)
+    form = FormState({"amount": amount, "payment_method_id": payment_method_id})
+    key = request_key.strip()
+    try:
+        attempt, _ = services.add_credits(
+            refill.db,
+            refill.processor,
+            agency_id=session.agency_id,
+            currency=services.get_agency(refill.db, session.agency_id).currency,
+            amount=parse_amount(amount.strip(), field="amount"),
+            payment_method_id=payment_method_id,
+            request_key=f"portal:{key[:64]}" if key else None,
+        )
+    except RefillError as exc:
+        form.refused(exc, "amount")
+        return render_billing(request, refill, session, status=exc.status, forms={"credits": form})
+    if attempt.status is AttemptStatus.FAILED:
+        reason = (attempt.failure_message or attempt.failure_code or "no reason given").rstrip(".")
+        form.message = f"The card was declined: {reason}. Nothing was charged."
+        return render_billing(request, refill, session, status=402, forms={"credits": form})
+    succeeded = attempt.status is AttemptStatus.SUCCEEDED
+    return back(PAGE, "credits_added" if succeeded else "credits_waiting")
+
+
+@router.post("/team/billing/auto-reload")
+def save_auto_reload(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    enabled: Annotated[str | None, Form()] = None,
+    threshold: Annotated[str, Form()] = "",
+    reload_amount: Annotated[str, Form()] = "",
+    payment_method_id: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    allowed_to_change(session, csrf_token)
+    typed = {"threshold": threshold, "reload_amount": reload_amount}
+    form = FormState(
+        {"enabled": "on" if enabled else "", **typed, "payment_method_id": payment_method_id}
     )
-
-
-def _balances_before(tx: Tx, agency_id: str, moments: list[datetime]) -> list[int]:
-    """The wallet's balance just before each moment (0 before its first transfer).
-
-    One index seek per moment, so the cost follows the number of points (~720), not the
-    number of transfers: a wallet with 100k usage events a month costs the same.
-    """
-    if tx.dialect == "postgresql":
-        # One round trip: the moments as an array, each with a correlated LIMIT 1 seek.
-        given = (
-            func.unnest(
-                bindparam("moments", moments, type_=postgresql.ARRAY(DateTime(timezone=True)))
-            )
-            .table_valued("at", with_ordinality="n")
-            .render_derived(name="moment")
+    # A field left blank keeps its saved value, except that turning auto-reload on with a
+    # blank field means "not set" (and is refused by name).
+    given: dict[str, Any] = {"enabled": bool(enabled)}
+    for name, text in typed.items():
+        if text.strip():
+            given[name] = text.strip()
+        elif enabled:
+            given[name] = None
+    if payment_method_id or enabled:
+        given["payment_method_id"] = payment_method_id or None
+    try:
+        change = change_from_text({k: v for k, v in given.items() if v is not UNSET})
+        services.update_auto_reload(
+            refill.db,
+            refill.gateway,
+            refill.policy,
+            agency_id=session.agency_id,
+            currency=services.get_agency(refill.db, session.agency_id).currency,
+            change=change,
+            actor=session.actor,
         )
-        balance = _seek(agency_id, given.c.at).scalar_subquery()
-        rows = tx.conn.execute(select(balance).select_from(given).order_by(given.c.n)).scalars()
-        return [int(value or 0) for value in rows]
-    # SQLite runs in this process: one cached prepared statement per moment costs microseconds.
-    seek = _seek(agency_id, bindparam("at", type_=UTCDateTime()))
-    return [int(tx.conn.execute(seek, {"at": moment}).scalar() or 0) for moment in moments]
+    except RefillError as exc:
+        form.refused(exc, "enabled")
+        return render_billing(request, refill, session, status=422, forms={"auto_reload": form})
+    return back(PAGE, "auto_reload_saved")
 
 
-def balance_history(db: Database, *, agency_id: str) -> BalanceHistory:
-    """The wallet's balance at the start of the window, at every whole hour since, and
-    now; and the reloads of the window (with the balance each credit left)."""
-
-    def work(tx: Tx) -> BalanceHistory:
-        until = tx.now
-        since = until - WINDOW
-        moments = [since, *_whole_hours(since, until)]
-        balances = _balances_before(tx, agency_id, moments)
-        points = [BalancePoint(at, balance) for at, balance in zip(moments, balances, strict=True)]
-        points.append(BalancePoint(until, _balance_now(tx, agency_id)))
-        credit = transfers.alias("credit")
-        marks = tx.conn.execute(
-            select(
-                reload_attempts.c.updated_at,
-                reload_attempts.c.amount,
-                reload_attempts.c.status,
-                reload_attempts.c.trigger,
-                credit.c.wallet_balance_after,
-            )
-            # The credit's reference is the attempt's id: a unique-index lookup per reload.
-            .outerjoin(
-                credit,
-                (credit.c.agency_id == reload_attempts.c.agency_id)
-                & credit.c.kind.in_(("auto_reload", "manual_reload"))
-                & (credit.c.reference == reload_attempts.c.id),
-            )
-            .where(
-                reload_attempts.c.agency_id == agency_id,
-                reload_attempts.c.created_at >= since,
-                reload_attempts.c.status.in_(("succeeded", "failed")),
-            )
-            .order_by(reload_attempts.c.updated_at)
-        ).all()
-        return BalanceHistory(
-            since,
-            until,
-            points,
-            [
-                ReloadMark(
-                    m.updated_at,
-                    int(m.amount),
-                    m.status,
-                    m.trigger,
-                    None if m.wallet_balance_after is None else int(m.wallet_balance_after),
-                )
-                for m in marks
-            ],
+@router.post("/team/billing/payment-methods")
+def add_card(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    token: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    allowed_to_change(session, csrf_token)
+    form = FormState({"token": token})
+    try:
+        if not token.strip():
+            raise ValidationFailed("choose a card", field="token")
+        services.save_payment_method(
+            refill.db,
+            refill.gateway,
+            agency_id=session.agency_id,
+            token=token.strip(),
+            actor=session.actor,
         )
+    except RefillError as exc:
+        form.errors["token"] = exc.message
+        return render_billing(request, refill, session, status=exc.status, forms={"card": form})
+    return back(PAGE, "card_added")
 
-    return db.read(work)
+
+@router.post("/team/billing/payment-methods/{payment_method_id}/remove")
+def remove_card(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    payment_method_id: str,
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    allowed_to_change(session, csrf_token)
+    try:
+        services.remove_payment_method(
+            refill.db,
+            agency_id=session.agency_id,
+            payment_method_id=payment_method_id,
+            actor=session.actor,
+            gateway=refill.gateway,
+        )
+    except RefillError as exc:
+        if exc.status == 404:
+            raise PortalRefused(404, "There is no such card in this agency.") from None
+        form = FormState(message=f"That card was not removed: {exc.message}.")
+        return render_billing(request, refill, session, status=exc.status, forms={"cards": form})
+    return back(PAGE, "card_removed")
 
 
-def _balance_now(tx: Tx, agency_id: str) -> int:
-    return int(
-        tx.conn.execute(
-            select(accounts.c.balance).where(accounts.c.id == wallet_id_for(agency_id))
-        ).scalar()
-        or 0
+@router.post("/team/billing/card-setup")
+def card_setup(request: Request, session: Signed, refill: Service) -> JSONResponse:
+    """For Stripe.js: a SetupIntent's client secret (the CSRF token in a header)."""
+    allowed_to_change(session, request.headers.get("X-CSRF-Token"))
+    try:
+        setup = services.begin_card_setup(refill.db, refill.gateway, agency_id=session.agency_id)
+    except RefillError as exc:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+    if setup is None:
+        return JSONResponse({"error": "the sandbox takes test cards by name"}, status_code=404)
+    return JSONResponse(
+        {"client_secret": setup.client_secret, "publishable_key": setup.publishable_key}
     )
-
-
-def usage_by_subteam(db: Database, *, agency_id: str) -> list[SubteamUsage]:
-    """What each subteam spent in the window, biggest first (subteams with none included)."""
-
-    def work(tx: Tx) -> list[SubteamUsage]:
-        since = tx.now - WINDOW
-        spent = (
-            select(
-                transfers.c.subteam_id,
-                func.sum(transfers.c.amount).label("amount"),
-                func.count().label("events"),
-            )
-            .where(
-                transfers.c.agency_id == agency_id,
-                transfers.c.kind == "usage",
-                transfers.c.created_at >= since,
-            )
-            .group_by(transfers.c.subteam_id)
-            .subquery()
-        )
-        rows = tx.conn.execute(
-            select(subteams.c.id, subteams.c.name, spent.c.amount, spent.c.events)
-            .outerjoin(spent, spent.c.subteam_id == subteams.c.id)
-            .where(subteams.c.agency_id == agency_id)
-        ).all()
-        usage = [
-            SubteamUsage(row.id, row.name, int(row.amount or 0), int(row.events or 0))
-            for row in rows
-        ]
-        return sorted(usage, key=lambda u: (-u.amount, u.name))
-
-    return db.read(work)

@@ -1,86 +1,13 @@
-"""Auto-reload: policy (pure), settings, and the attempt state machine."""
+"""Auto-reload: one module per rule.
 
-from refill.reload.attempts import (
-    DEFAULT_LEASE,
-    ClaimedAttempt,
-    Decision,
-    IdempotencyKeyInUse,
-    ReloadAttempt,
-    SettingsPlan,
-    attempt_from_row,
-    attempts_waiting_for_owner,
-    change_settings,
-    charge_request,
-    claim_attempt,
-    create_manual_attempt,
-    due_pending_attempts,
-    evaluate_trigger,
-    get_attempt,
-    idempotency_key_for,
-    plan_settings_change,
-    reclaim_stale_attempt,
-    record_cancel_outcome,
-    record_charge_outcome,
-    record_late_success,
-    reevaluate_after_block,
-    renew_leases,
-    request_cancel,
-    settle_by_operator,
-    stale_charging_attempts,
-    stuck_attempts,
-    trigger_auto_reload,
-)
-from refill.reload.policy import DeclineClass, ReloadPolicy
-from refill.reload.settings import (
-    UNSET,
-    AutoReloadSettings,
-    PaymentMethod,
-    SettingsChange,
-    get_payment_method,
-    get_settings,
-    payment_method_from_row,
-    validate_settings,
-    wallets_with_lifted_blocks,
-)
-
-__all__ = [
-    "DEFAULT_LEASE",
-    "UNSET",
-    "AutoReloadSettings",
-    "ClaimedAttempt",
-    "Decision",
-    "DeclineClass",
-    "IdempotencyKeyInUse",
-    "PaymentMethod",
-    "ReloadAttempt",
-    "ReloadPolicy",
-    "SettingsChange",
-    "SettingsPlan",
-    "attempt_from_row",
-    "attempts_waiting_for_owner",
-    "change_settings",
-    "charge_request",
-    "claim_attempt",
-    "create_manual_attempt",
-    "due_pending_attempts",
-    "evaluate_trigger",
-    "get_attempt",
-    "get_payment_method",
-    "get_settings",
-    "idempotency_key_for",
-    "payment_method_from_row",
-    "plan_settings_change",
-    "reclaim_stale_attempt",
-    "record_cancel_outcome",
-    "record_charge_outcome",
-    "record_late_success",
-    "reevaluate_after_block",
-    "renew_leases",
-    "request_cancel",
-    "settle_by_operator",
-    "stale_charging_attempts",
-    "stuck_attempts",
-    "trigger_auto_reload",
-    "validate_settings",
-    "wallets_with_lifted_blocks",
-]
+- ``states``: the states as enums (attempt status, trigger, settings status, mode, rails).
+- ``policy``: pure limits, decline classes, charge amounts, rail windows.
+- ``settings``: the owner's settings, their one parser, validation and storage.
+- ``trigger``: the trigger rule, one pure function (``decide``), and its SQL fast path.
+- ``attempt``: an attempt as a record, and what a charge of it sends to the gateway.
+- ``machine``: the state machine, the only writer of an attempt's status.
+- ``settlement``: cancels at the gateway, money reported late, an operator's verdict.
+- ``manual``: manual top-ups, exactly once per Idempotency-Key.
+- ``changes``: an owner's settings change as one step of the engine.
+- ``queries``: the work lists of the worker and the operator.
+"""

@@ -7,6 +7,7 @@ Writes to the settings row happen here; the attempt state machine calls ``suspen
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -14,14 +15,15 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from refill import audit, ledger
+from refill.cards import PaymentMethod
 from refill.db.database import Tx, dialect_insert
-from refill.db.schema import accounts, auto_reload_settings, payment_methods
-from refill.errors import InvalidSettings, NotFound
+from refill.db.rows import record
+from refill.db.schema import auto_reload_settings
+from refill.errors import InvalidAmount, InvalidSettings
 from refill.ids import wallet_id_for
-from refill.money import currency_info, format_amount, require_whole_minor_units
+from refill.money import currency_info, format_amount, parse_amount, require_whole_minor_units
 from refill.reload.policy import MAX_DAILY_LIMIT, ReloadPolicy
-
-MODES = ("fixed", "target")
+from refill.reload.states import Mode, SettingsStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +32,9 @@ class AutoReloadSettings:
     threshold: int | None
     reload_amount: int | None
     payment_method_id: str | None
-    status: str  # off | active | suspended
+    status: SettingsStatus
     suspended_reason: str | None = None
-    mode: str = "fixed"
+    mode: Mode = Mode.FIXED
     target_balance: int | None = None
     monthly_cap: int | None = None
     daily_limit: int = 10
@@ -43,7 +45,7 @@ class AutoReloadSettings:
         return self.blocked_until is not None and self.blocked_until > now
 
 
-NO_SETTINGS = AutoReloadSettings(False, None, None, None, "off")
+NO_SETTINGS = AutoReloadSettings(False, None, None, None, SettingsStatus.OFF)
 
 _UNSET: Any = object()
 UNSET = _UNSET
@@ -57,45 +59,37 @@ class SettingsChange:
     threshold: int | None = _UNSET
     reload_amount: int | None = _UNSET
     payment_method_id: str | None = _UNSET
-    mode: str = _UNSET
+    mode: Mode = _UNSET
     target_balance: int | None = _UNSET
     monthly_cap: int | None = _UNSET
     daily_limit: int = _UNSET
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentMethod:
-    id: str
-    agency_id: str
-    gateway: str
-    token: str
-    brand: str
-    last4: str
-    exp_month: int
-    exp_year: int
-    created_at: datetime
-
-    def is_expired(self, now: datetime) -> bool:
-        return (self.exp_year, self.exp_month) < (now.year, now.month)
+AMOUNT_FIELDS = ("threshold", "reload_amount", "target_balance", "monthly_cap")
 
 
-def payment_method_from_row(row: Any) -> PaymentMethod:
-    return PaymentMethod(**{f: row[f] for f in PaymentMethod.__slots__})
-
-
-def get_payment_method(tx: Tx, agency_id: str, payment_method_id: str) -> PaymentMethod:
-    row = tx.conn.execute(
-        select(payment_methods).where(
-            payment_methods.c.id == payment_method_id,
-            payment_methods.c.agency_id == agency_id,
-            payment_methods.c.removed_at.is_(None),
-        )
-    ).one_or_none()
-    if row is None:
-        raise NotFound(
-            f"payment method {payment_method_id} not found", code="payment_method_not_found"
-        )
-    return payment_method_from_row(row._mapping)
+def change_from_text(given: Mapping[str, Any]) -> SettingsChange:
+    """The one parser of an owner's settings, from the API's JSON and the page's form
+    alike: amounts as decimal strings (None clears an optional one), the rest as they
+    are; a field not in ``given`` keeps its saved value."""
+    values: dict[str, Any] = {}
+    wrong: list[InvalidAmount] = []
+    for name, value in given.items():
+        if name in AMOUNT_FIELDS and value is not None:
+            try:
+                value = parse_amount(value, field=name)
+            except InvalidAmount as exc:
+                wrong.append(exc)
+                continue
+        elif name == "mode" and value is not None:
+            value = Mode(value)
+        values[name] = value
+    if wrong:
+        # Every wrong amount at once, so a form can show each next to its field.
+        first = wrong[0]
+        first.extra["errors"] = [{"field": e.extra["field"], "message": e.message} for e in wrong]
+        raise first
+    return SettingsChange(**values)
 
 
 _SETTINGS = select(auto_reload_settings).where(
@@ -111,7 +105,7 @@ def get_settings(
         defaults = policy or ReloadPolicy()
         return replace(NO_SETTINGS, daily_limit=defaults.default_daily_limit)
     m = row._mapping
-    return AutoReloadSettings(**{f: m[f] for f in AutoReloadSettings.__slots__})
+    return record(AutoReloadSettings, m, status=SettingsStatus(m["status"]), mode=Mode(m["mode"]))
 
 
 def _check_amount(currency: str, value: int | None, name: str, *, low: int = 1, high: int) -> None:
@@ -150,7 +144,7 @@ def validate_settings(
     changes from ``previous``, so an owner with older settings can still swap a card.
     """
     bounds = currency_info(currency)
-    if settings.mode not in MODES:
+    if settings.mode not in tuple(Mode):
         raise InvalidSettings("mode must be 'fixed' or 'target'", field="mode")
     if settings.threshold is not None:
         if settings.threshold < 0:
@@ -181,14 +175,14 @@ def validate_settings(
         getattr(settings, name) != getattr(previous, name) for name in CASCADE_FIELDS
     )
     if changed and settings.threshold is not None:
-        _check_no_cascade(currency, settings)
+        _check_no_cascade(currency, settings, settings.threshold)
     if not settings.enabled:
         return
     if settings.threshold is None:
         raise InvalidSettings("set a threshold to enable auto-reload", field="threshold")
-    if settings.mode == "fixed" and settings.reload_amount is None:
+    if settings.mode == Mode.FIXED and settings.reload_amount is None:
         raise InvalidSettings("set a reload_amount to enable auto-reload", field="reload_amount")
-    if settings.mode == "target" and settings.target_balance is None:
+    if settings.mode == Mode.TARGET and settings.target_balance is None:
         raise InvalidSettings("set a target_balance to use target mode", field="target_balance")
     if payment_method is None:
         raise InvalidSettings(
@@ -202,10 +196,8 @@ def validate_settings(
         )
 
 
-def _check_no_cascade(currency: str, settings: AutoReloadSettings) -> None:
-    threshold = settings.threshold
-    assert threshold is not None
-    if settings.mode == "target":
+def _check_no_cascade(currency: str, settings: AutoReloadSettings, threshold: int) -> None:
+    if settings.mode == Mode.TARGET:
         if settings.target_balance is not None and settings.target_balance <= threshold:
             raise InvalidSettings(
                 "target_balance must be above the threshold, or every reload would leave the "
@@ -235,18 +227,18 @@ def merge_change(current: AutoReloadSettings, change: SettingsChange) -> AutoRel
     payment_method_id = pick(change.payment_method_id, current.payment_method_id)
     resumes = change.enabled is True or payment_method_id != current.payment_method_id
     if not enabled:
-        status = "off"
-    elif current.status == "suspended" and not resumes:
-        status = "suspended"
+        status = SettingsStatus.OFF
+    elif current.status == SettingsStatus.SUSPENDED and not resumes:
+        status = SettingsStatus.SUSPENDED
     else:
-        status = "active"
+        status = SettingsStatus.ACTIVE
     return AutoReloadSettings(
         enabled=enabled,
         threshold=pick(change.threshold, current.threshold),
         reload_amount=pick(change.reload_amount, current.reload_amount),
         payment_method_id=payment_method_id,
         status=status,
-        suspended_reason=current.suspended_reason if status == "suspended" else None,
+        suspended_reason=current.suspended_reason if status == SettingsStatus.SUSPENDED else None,
         mode=pick(change.mode, current.mode),
         target_balance=pick(change.target_balance, current.target_balance),
         monthly_cap=pick(change.monthly_cap, current.monthly_cap),
@@ -262,7 +254,7 @@ def write_settings(tx: Tx, agency_id: str, settings: AutoReloadSettings) -> None
         wallet_id=wallet_id_for(agency_id), **values
     )
     tx.conn.execute(stmt.on_conflict_do_update(index_elements=["wallet_id"], set_=values))
-    active = settings.status == "active"
+    active = settings.status == SettingsStatus.ACTIVE
     ledger.set_reload_below(tx, agency_id, settings.threshold if active else None)
 
 
@@ -288,12 +280,12 @@ def snapshot(settings: AutoReloadSettings, currency: str) -> dict[str, Any]:
 def suspend(tx: Tx, agency_id: str, currency: str, reason: str) -> None:
     """Stop auto-reload after declines; the owner is told through the status and reason."""
     current = get_settings(tx, agency_id)
-    if current.status != "active":
+    if current.status != SettingsStatus.ACTIVE:
         return
     tx.conn.execute(
         update(auto_reload_settings)
         .where(auto_reload_settings.c.wallet_id == wallet_id_for(agency_id))
-        .values(status="suspended", suspended_reason=reason, updated_at=tx.now)
+        .values(status=SettingsStatus.SUSPENDED, suspended_reason=reason, updated_at=tx.now)
     )
     ledger.set_reload_below(tx, agency_id, None)
     audit.record(
@@ -313,17 +305,3 @@ def set_block(tx: Tx, agency_id: str, rail: str | None, until: datetime | None) 
         .where(auto_reload_settings.c.wallet_id == wallet_id_for(agency_id))
         .values(blocked_rail=rail, blocked_until=until)
     )
-
-
-def wallets_with_lifted_blocks(tx: Tx, now: datetime, limit: int) -> list[str]:
-    """Agencies whose rail has lifted, for the worker to evaluate again."""
-    rows = tx.conn.execute(
-        select(accounts.c.agency_id)
-        .join(auto_reload_settings, auto_reload_settings.c.wallet_id == accounts.c.id)
-        .where(
-            auto_reload_settings.c.blocked_until.is_not(None),
-            auto_reload_settings.c.blocked_until <= now,
-        )
-        .limit(limit)
-    )
-    return [r[0] for r in rows]

@@ -126,7 +126,7 @@ def _clamp_settings() -> None:
             continue
         sets = ", ".join(f"{name} = :{name}" for name in after)
         conn.execute(
-            sa.text(f"UPDATE auto_reload_settings SET {sets} WHERE wallet_id = :wallet_id"),
+            sa.text(f"UPDATE auto_reload_settings SET {sets} WHERE wallet_id = :wallet_id"),  # noqa: S608  fixed column names
             {**after, "wallet_id": row["wallet_id"]},
         )
         if "threshold" in after and row["status"] == "active":

@@ -1,0 +1,86 @@
+"""/v1/wallet: the balance, the auto-reload settings, and credits added by hand."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+
+from refill import services
+from refill.api import schemas as s
+from refill.api.deps import Owner, Service
+from refill.api.problems import problems
+from refill.errors import PaymentFailed
+from refill.money import parse_amount
+from refill.reload.settings import change_from_text
+from refill.reload.states import AttemptStatus
+
+router = APIRouter(prefix="/v1/wallet", tags=["wallet"], responses=problems(401, 403, 413, 422))
+
+
+@router.get("", operation_id="get_wallet")
+def get_wallet(p: Owner, refill: Service) -> s.WalletOut:
+    return s.WalletOut.of(services.get_wallet(refill.db, refill.policy, agency_id=p.agency_id))
+
+
+@router.put(
+    "/auto-reload",
+    operation_id="update_auto_reload",
+    responses=problems(404, 422, 503),
+)
+def update_auto_reload(body: s.AutoReloadUpdate, p: Owner, refill: Service) -> s.WalletOut:
+    """Fields left out keep their saved value; null clears an optional one. Settings equal
+    to the saved ones change nothing. Below the threshold, a reload starts at once."""
+    change = change_from_text({name: getattr(body, name) for name in body.model_fields_set})
+    wallet = services.update_auto_reload(
+        refill.db,
+        refill.gateway,
+        refill.policy,
+        agency_id=p.agency_id,
+        currency=p.currency,
+        change=change,
+        actor=p.actor,
+    )
+    return s.WalletOut.of(wallet)
+
+
+@router.post(
+    "/credits",
+    status_code=201,
+    operation_id="add_credits",
+    responses={
+        **problems(402, 404, 409, 422, 503),
+        202: {"model": s.ReloadOut, "description": "Waiting for 3-D Secure, or still charging."},
+        200: {"model": s.ReloadOut, "description": "The same Idempotency-Key, replayed."},
+    },
+)
+def add_credits(
+    body: s.CreditsCreate,
+    p: Owner,
+    refill: Service,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> s.ReloadOut:
+    """Charge a saved card now and credit the wallet. With an ``Idempotency-Key`` a retry is
+    safe: 409 ``idempotency_key_in_use`` while the first runs, its result after."""
+    attempt, created = services.add_credits(
+        refill.db,
+        refill.processor,
+        agency_id=p.agency_id,
+        currency=p.currency,
+        amount=parse_amount(body.amount),
+        payment_method_id=body.payment_method_id,
+        request_key=idempotency_key,
+    )
+    out = s.ReloadOut.of(attempt)
+    if attempt.status is AttemptStatus.FAILED:
+        raise PaymentFailed(
+            f"the card was declined: {attempt.failure_message or attempt.failure_code}",
+            reload=out.model_dump(mode="json"),
+            decline_code=attempt.failure_code,
+        )
+    if attempt.status is not AttemptStatus.SUCCEEDED:
+        response.status_code = 202  # requires_action, or still charging
+    elif not created:
+        response.status_code = 200
+    return out

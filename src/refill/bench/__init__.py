@@ -1,0 +1,1 @@
+"""`refill bench`: Refill's hot paths measured against hand-written SQL, as ratios."""

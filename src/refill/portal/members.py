@@ -1,0 +1,118 @@
+"""/portal/team/members: who can open the billing page, and switching among one's agencies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from refill.errors import Forbidden, RefillError
+from refill.portal.common import NOTICES, FormState, PortalRefused, back, page
+from refill.portal.security import SESSION_COOKIE, Signed, allowed_to_change, csrf_ok
+from refill.roles import MemberRole
+from refill.services import members, passwords, sessions
+from refill.services.sessions import PortalSession
+from refill.webctx import Service
+
+router = APIRouter(prefix="/portal", include_in_schema=False)
+PAGE = "/portal/team/members"
+
+
+def render_members(
+    request: Request,
+    refill: Any,
+    session: PortalSession,
+    *,
+    status: int = 200,
+    form: FormState | None = None,
+    notice: str | None = None,
+) -> HTMLResponse:
+    context = {
+        "session": session,
+        "members": members.list_members(refill.db, agency_id=session.agency_id),
+        "form": form or FormState(),
+        "notice": NOTICES.get(notice or ""),
+        "roles": tuple(MemberRole),
+        "min_password": passwords.MIN_PASSWORD_LENGTH,
+        "agencies": members.agencies_of(refill.db, user_id=session.user_id),
+    }
+    return page(request, "members.html", context, status=status)
+
+
+@router.get("/team/members")
+def members_page(
+    request: Request, session: Signed, refill: Service, notice: str | None = None
+) -> HTMLResponse:
+    return render_members(request, refill, session, notice=notice)
+
+
+@router.post("/team/members")
+def add_member(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    email: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "member",
+    password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    allowed_to_change(session, csrf_token)
+    form = FormState({"email": email, "role": role})
+    try:
+        if role == MemberRole.OWNER and session.role is not MemberRole.OWNER:
+            raise Forbidden("only an owner can make another owner", field="role")
+        members.add_member(
+            refill.db,
+            agency_id=session.agency_id,
+            email=email,
+            role=role,  # type: ignore[arg-type]  # checked by add_member
+            password=password or None,
+            actor=session.actor,
+        )
+    except RefillError as exc:
+        form.errors[str(exc.extra.get("field") or "email")] = exc.message
+        return render_members(request, refill, session, status=exc.status, form=form)
+    return back(PAGE, "member_added")
+
+
+@router.post("/team/members/{user_id}/remove")
+def remove_member(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    user_id: str,
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    allowed_to_change(session, csrf_token)
+    try:
+        members.remove_member(
+            refill.db,
+            agency_id=session.agency_id,
+            user_id=user_id,
+            by=session.role,
+            actor=session.actor,
+        )
+    except RefillError as exc:
+        form = FormState(message=f"Not removed: {exc.message}.")
+        return render_members(request, refill, session, status=exc.status, form=form)
+    return back(PAGE, "member_removed")
+
+
+@router.post("/team/switch")
+def switch_agency(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    agency_id: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    """Open another agency of the same user (members too: it changes no agency)."""
+    if not csrf_ok(session.csrf_token, csrf_token):
+        raise PortalRefused(403, "This form has expired. Reload the page and try again.")
+    try:
+        token = request.cookies.get(SESSION_COOKIE, "")
+        sessions.switch_agency(refill.db, token, agency_id=agency_id)
+    except RefillError:
+        raise PortalRefused(404, "You are not a member of that agency.") from None
+    return RedirectResponse("/portal/team/billing", status_code=303)

@@ -1,0 +1,107 @@
+"""Use cases, one module per domain; each function is one thing a caller can do.
+
+Each takes the ``Database`` (the unit of work) and its collaborators explicitly and owns
+the transaction boundaries of its use case: one ``db.write`` per step, never a transaction
+around a network call. The API, the portal and the CLI parse, call one of these, and
+render. This package re-exports the use cases so a caller can write ``services.X``.
+"""
+
+from refill.services.agencies import (
+    Agency,
+    create_agency,
+    get_agency,
+    list_audit_log,
+    load_agency,
+    set_agency_timezone,
+)
+from refill.services.keys import (
+    KEY_PREFIX,
+    KEY_USE_RESOLUTION,
+    MAX_KEY_OVERLAP,
+    ApiKey,
+    IssuedKey,
+    Principal,
+    authenticate,
+    create_key,
+    create_owner_key,
+    create_subteam_key,
+    key_agency,
+    key_digest,
+    list_keys,
+    revoke_key,
+    roll_key,
+)
+from refill.services.pages import MAX_PAGE, Page
+from refill.services.payment_methods import (
+    begin_card_setup,
+    gateway_customer,
+    list_payment_methods,
+    remove_payment_method,
+    save_payment_method,
+)
+from refill.services.reloads import (
+    AttemptProcessor,
+    add_credits,
+    cancel_reload,
+    get_reload,
+    list_reloads,
+)
+from refill.services.subteams import Subteam, create_subteam, get_subteam, list_subteams
+from refill.services.usage import CallAuthorization, authorize_call, record_usage
+from refill.services.wallet import (
+    WalletView,
+    adjust_wallet,
+    get_wallet,
+    grant_credits,
+    list_transfers,
+    update_auto_reload,
+)
+
+__all__ = [
+    "KEY_PREFIX",
+    "KEY_USE_RESOLUTION",
+    "MAX_KEY_OVERLAP",
+    "MAX_PAGE",
+    "Agency",
+    "ApiKey",
+    "AttemptProcessor",
+    "CallAuthorization",
+    "IssuedKey",
+    "Page",
+    "Principal",
+    "Subteam",
+    "WalletView",
+    "add_credits",
+    "adjust_wallet",
+    "authenticate",
+    "authorize_call",
+    "begin_card_setup",
+    "cancel_reload",
+    "create_agency",
+    "create_key",
+    "create_owner_key",
+    "create_subteam",
+    "create_subteam_key",
+    "gateway_customer",
+    "get_agency",
+    "get_reload",
+    "get_subteam",
+    "get_wallet",
+    "grant_credits",
+    "key_agency",
+    "key_digest",
+    "list_audit_log",
+    "list_keys",
+    "list_payment_methods",
+    "list_reloads",
+    "list_subteams",
+    "list_transfers",
+    "load_agency",
+    "record_usage",
+    "remove_payment_method",
+    "revoke_key",
+    "roll_key",
+    "save_payment_method",
+    "set_agency_timezone",
+    "update_auto_reload",
+]

@@ -1,0 +1,210 @@
+"""The people of an agency: users (one per e-mail), their memberships with a role, and
+what owners and admins may change about them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, insert, select, update
+
+from refill import audit
+from refill.db.database import Database, Tx
+from refill.db.schema import agencies, memberships, portal_sessions, users
+from refill.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+)
+from refill.ids import new_id
+from refill.roles import MemberRole
+from refill.services.passwords import hash_password
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: str
+    email: str
+    role: MemberRole
+
+
+def normalize_email(email: str) -> str:
+    cleaned = email.strip().lower()
+    local, _, domain = cleaned.partition("@")
+    if not local or "." not in domain or len(cleaned) > 254 or any(c.isspace() for c in cleaned):
+        raise ValidationFailed("enter an e-mail address such as owner@example.com", field="email")
+    return cleaned
+
+
+def add_member(
+    db: Database,
+    *,
+    agency_id: str,
+    email: str,
+    role: MemberRole,
+    password: str | None,
+    actor: str,
+    attach_existing: bool = False,
+) -> Member | None:
+    """Give a person a role in the agency.
+
+    From the billing page (``attach_existing=False``) only a new person is added, with the
+    password given: an e-mail that already has an account is never attached to the agency
+    without its owner's consent, and the caller cannot tell the two apart (both cost a
+    password hash and both return None). An operator (``attach_existing=True``: the CLI,
+    the demo) may give an existing user a role; a new e-mail still needs a password.
+    """
+    email = normalize_email(email)
+    if role not in tuple(MemberRole):
+        raise ValidationFailed("the role must be owner, admin or member", field="role")
+    role = MemberRole(role)
+    if password is None and not attach_existing:
+        raise ValidationFailed("set a password for the new member", field="password")
+    existing = db.read(
+        lambda tx: tx.conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
+    )
+    password_hash = None
+    if password is not None:
+        password_hash = hash_password(password)  # slow: outside the transaction
+    elif existing is None:
+        raise ValidationFailed("a new user needs a password", field="password")
+    if existing is not None and not attach_existing:
+        return None
+
+    def work(tx: Tx) -> Member | None:
+        user_id = tx.conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
+        if user_id is not None and not attach_existing:
+            return None  # created meanwhile: the same rule
+        if user_id is None:
+            if password_hash is None:
+                raise Conflict("that user was removed meanwhile; try again")
+            user_id = new_id("usr")
+            tx.conn.execute(
+                insert(users).values(
+                    id=user_id, email=email, password_hash=password_hash, created_at=tx.now
+                )
+            )
+        already = tx.conn.execute(
+            select(memberships.c.role).where(
+                memberships.c.user_id == user_id, memberships.c.agency_id == agency_id
+            )
+        ).scalar()
+        if already is not None:
+            raise Conflict(f"{email} is already {already} of this agency", code="already_member")
+        tx.conn.execute(
+            insert(memberships).values(
+                user_id=user_id, agency_id=agency_id, role=role, created_at=tx.now
+            )
+        )
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="member.added",
+            target_id=user_id,
+            after={"email": email, "role": role},
+        )
+        return Member(user_id, email, role)
+
+    return db.write(work)
+
+
+def set_password(db: Database, *, email: str, password: str) -> None:
+    """Give an existing user a new password and end their sessions."""
+    email = normalize_email(email)
+    password_hash = hash_password(password)
+
+    def work(tx: Tx) -> None:
+        user_id = tx.conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
+        if user_id is None:
+            raise NotFound(f"no user {email}", code="user_not_found")
+        tx.conn.execute(
+            update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+        )
+        tx.conn.execute(
+            update(portal_sessions)
+            .where(portal_sessions.c.user_id == user_id, portal_sessions.c.ended_at.is_(None))
+            .values(ended_at=tx.now)
+        )
+
+    db.write(work)
+
+
+def list_members(db: Database, *, agency_id: str) -> list[Member]:
+    def work(tx: Tx) -> list[Member]:
+        rows = tx.conn.execute(
+            select(users.c.id, users.c.email, memberships.c.role)
+            .join(memberships, memberships.c.user_id == users.c.id)
+            .where(memberships.c.agency_id == agency_id)
+            .order_by(users.c.email)
+        ).all()
+        return [Member(row.id, row.email, MemberRole(row.role)) for row in rows]
+
+    return db.read(work)
+
+
+def remove_member(
+    db: Database, *, agency_id: str, user_id: str, by: MemberRole, actor: str
+) -> None:
+    """Owners remove anyone but the last owner; admins remove admins and members."""
+    if not by.can_change:
+        raise Forbidden("members cannot change who belongs to the agency")
+
+    def work(tx: Tx) -> None:
+        role = tx.conn.execute(
+            select(memberships.c.role).where(
+                memberships.c.user_id == user_id, memberships.c.agency_id == agency_id
+            )
+        ).scalar()
+        if role is None:
+            raise NotFound("no such member in this agency", code="member_not_found")
+        if role == MemberRole.OWNER:
+            if by is not MemberRole.OWNER:
+                raise Forbidden("only an owner can remove an owner", code="owner_protected")
+            owners = tx.conn.execute(
+                select(func.count()).where(
+                    memberships.c.agency_id == agency_id, memberships.c.role == MemberRole.OWNER
+                )
+            ).scalar_one()
+            if owners <= 1:
+                raise Conflict("the agency's last owner cannot be removed", code="last_owner")
+        tx.conn.execute(
+            delete(memberships).where(
+                memberships.c.user_id == user_id, memberships.c.agency_id == agency_id
+            )
+        )
+        # Their open sessions for this agency end now.
+        tx.conn.execute(
+            update(portal_sessions)
+            .where(
+                portal_sessions.c.user_id == user_id,
+                portal_sessions.c.agency_id == agency_id,
+                portal_sessions.c.ended_at.is_(None),
+            )
+            .values(ended_at=tx.now)
+        )
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="member.removed",
+            target_id=user_id,
+            before={"role": role},
+        )
+
+    db.write(work)
+
+
+def agencies_of(db: Database, *, user_id: str) -> list[tuple[str, str]]:
+    """The (id, name) of every agency the user belongs to, by name."""
+
+    def work(tx: Tx) -> list[tuple[str, str]]:
+        rows = tx.conn.execute(
+            select(agencies.c.id, agencies.c.name)
+            .join(memberships, memberships.c.agency_id == agencies.c.id)
+            .where(memberships.c.user_id == user_id)
+            .order_by(agencies.c.name, agencies.c.id)
+        ).all()
+        return [(row.id, row.name) for row in rows]
+
+    return db.read(work)
