@@ -30,6 +30,10 @@ from tests.support.stripe_peer import LocalStripe
 
 TIERS = ("unit", "integration", "e2e", "browser")
 
+# One server key for every service and `refill serve` the tests start (webhook secrets and
+# link tokens are derived from it); no key file is written into the checkout.
+os.environ.setdefault("REFILL_SECRET_KEY", "dGVzdHMtb2YtcmVmaWxsLWEta2V5LW9mLTMyLWJ5dGVzISE=")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test carries its tier's marker, from its folder (`make test-fast` runs unit)."""

@@ -12,6 +12,11 @@ from refill.db.database import AfterCommit, Database
 from refill.gateway.base import PaymentGateway, WebhookVerifier
 from refill.gateway.sandbox import SandboxGateway
 from refill.gateway.stripe import StripeGateway
+from refill.keyring import Keyring, keyring_from
+from refill.notify.mail import Mailer
+from refill.notify.netguard import Resolver, Rules, system_resolver
+from refill.notify.runner import NotificationRunner
+from refill.notify.webhooks import DeliveryConfig
 from refill.reload.policy import ReloadPolicy
 from refill.reload.trigger import NewReloadAttempt
 from refill.worker import BackgroundWorker, ReloadProcessor
@@ -27,17 +32,36 @@ class Refill:
     policy: ReloadPolicy
     processor: ReloadProcessor
     worker: BackgroundWorker | None
+    notifier: NotificationRunner
+    keyring: Keyring
     # Verifies /v1/webhooks/stripe; None when Stripe is not the gateway.
     webhooks: WebhookVerifier | None = None
+
+    @property
+    def url_rules(self) -> Rules:
+        """What a webhook endpoint's URL must be (registration and delivery)."""
+        config = self.notifier.deliveries
+        return Rules(config.resolver, config.allow_private)
+
+    @property
+    def mailer(self) -> Mailer:
+        return self.notifier.mailer
 
     def process_new_attempts_inline(self) -> None:
         """Run each new reload attempt in the committing thread, right after its commit
         (tests, and one-shot commands): the instant path without a worker thread."""
         self.db.after_commit.listen(NewReloadAttempt, self.processor.on_new_attempt)
 
+    def start(self) -> None:
+        """The background work of this process: reloads and notifications."""
+        if self.worker is not None:
+            self.worker.start()
+            self.notifier.start()
+
     def close(self) -> None:
         if self.worker is not None:
             self.worker.stop()
+        self.notifier.stop()
         self.processor.close()
         self.db.dispose()
 
@@ -69,6 +93,7 @@ def build(
     webhooks: WebhookVerifier | None = None,
     clock: Clock | None = None,
     in_process_worker: bool = True,
+    resolver: Resolver | None = None,
 ) -> Refill:
     """Build the service. With ``in_process_worker`` attempts run right after commit."""
     clock = clock or SystemClock()
@@ -87,10 +112,32 @@ def build(
         lease=timedelta(seconds=settings.charge_lease_seconds),
         stuck_after=timedelta(seconds=settings.stuck_after_seconds),
     )
+    keyring = keyring_from(
+        settings.secret_key.get_secret_value() if settings.secret_key else None,
+        settings.secret_key_file,
+    )
+    notifier = NotificationRunner(
+        db,
+        deliveries=DeliveryConfig(
+            keyring=keyring,
+            resolver=resolver or system_resolver,
+            allow_private=settings.webhook_allow_private,
+            schedule=settings.webhook_retry_schedule_seconds,
+            timeout=settings.webhook_timeout_seconds,
+        ),
+        mailer=Mailer(
+            smtp_url=settings.smtp_url.get_secret_value() if settings.smtp_url else None,
+            sender=settings.email_from,
+            public_url=settings.public_url,
+            keyring=keyring,
+        ),
+        threads=settings.notify_threads,
+        poll_interval=settings.poll_interval_seconds,
+    )
     worker = None
     if in_process_worker:
         worker = BackgroundWorker(
             processor, threads=settings.reload_threads, poll_interval=settings.poll_interval_seconds
         )
         after_commit.listen(NewReloadAttempt, worker.on_new_attempt)
-    return Refill(settings, db, gateway, policy, processor, worker, webhooks)
+    return Refill(settings, db, gateway, policy, processor, worker, notifier, keyring, webhooks)

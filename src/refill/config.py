@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from refill.notify.webhooks import DEFAULT_SCHEDULE
 from refill.reload.policy import ReloadPolicy
 
 
@@ -42,6 +44,19 @@ class Settings(BaseSettings):
     bench_routes: bool = False
     # Request bodies larger than this are refused (413) before they are read.
     max_body_bytes: int = 1024 * 1024
+    # The server's key: webhook secrets and link tokens are derived from it (keyring.py).
+    secret_key: SecretStr | None = None
+    secret_key_file: Path = Path("refill.secret")
+    # E-mail: smtp://[user:pass@]host:port, smtps://…, ?starttls=true. None: not sent.
+    smtp_url: SecretStr | None = None
+    email_from: str = "Refill <billing@refill.localhost>"
+    # Where people reach the billing page: links in e-mail start here.
+    public_url: str = "http://127.0.0.1:8000"
+    # Outbound webhooks: private addresses are refused unless this is set (tests, dev).
+    webhook_allow_private: bool = False
+    webhook_retry_schedule_seconds: tuple[float, ...] = DEFAULT_SCHEDULE
+    webhook_timeout_seconds: float = 10.0
+    notify_threads: int = 4
 
     @model_validator(mode="after")
     def _gateway_configured(self) -> Settings:

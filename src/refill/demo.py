@@ -23,7 +23,7 @@ from refill.errors import InsufficientCredits, NotFound
 from refill.money import format_amount, parse_amount
 from refill.reload.settings import SettingsChange
 from refill.roles import MemberRole
-from refill.services import members
+from refill.services import members, resets
 
 log = logging.getLogger("refill.demo")
 
@@ -55,7 +55,7 @@ def seed_demo(refill: Refill) -> DemoAgency:
         key = services.create_owner_key(db, agency_id=existing)
         subteams = services.list_subteams(db, agency_id=existing)
         try:
-            members.set_password(db, email=DEMO_OWNER, password=password)
+            resets.set_password(db, email=DEMO_OWNER, password=password)
         except NotFound:  # a demo database from before the billing page had users
             members.add_member(
                 db,

@@ -178,8 +178,12 @@ def _card_changed(tx: Tx, gateway: str, card: CardReport) -> Outcome:
         "exp_year": card.exp_year,
     }
     for saved in saved_cards:
+        renewed = (saved.exp_month, saved.exp_year) != (card.exp_month, card.exp_year)
         tx.conn.execute(
-            update(payment_methods).where(payment_methods.c.id == saved.id).values(**values)
+            update(payment_methods)
+            .where(payment_methods.c.id == saved.id)
+            # a renewed card's expiry is news again: its notices start over
+            .values(**values, **({"expiry_notices": ""} if renewed else {}))
         )
         audit.record(
             tx,

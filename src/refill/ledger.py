@@ -8,7 +8,9 @@ updated or deleted: a correction is a new transfer.
 
 Each posting is two statements: a balance-checked ``UPDATE ... RETURNING`` of the wallet
 and an ``INSERT ... ON CONFLICT DO NOTHING`` of the transfer, whose unique reference makes
-a repeated request detectable inside the same transaction.
+a repeated request detectable inside the same transaction. A posting that crosses what the
+owner must know (no credits, credits again, low balance) writes its event in the same
+transaction (``notify.balance``), from what the UPDATE returned.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from refill.db.database import SqlTx, Tx, bind_time, dialect_insert, prepared
 from refill.db.schema import accounts, transfers
 from refill.errors import InsufficientCredits, NotFound
 from refill.ids import system_account_id, wallet_id_for
+from refill.notify import balance as balance_events
 
 
 class SystemAccount(StrEnum):
@@ -115,7 +118,7 @@ def ensure_system_accounts(tx: Tx, currency: str) -> None:
 # benchmark notes in the README).
 _MOVE = prepared(
     "UPDATE accounts SET balance = balance + {p} WHERE id = {p} AND balance + {p} >= 0 "
-    "RETURNING balance, currency, reload_below"
+    "RETURNING balance, currency, reload_below, alert_below"
 )
 _INSERT_TRANSFER = prepared(
     "INSERT INTO transfers (agency_id, debit_account_id, credit_account_id, amount, kind, "
@@ -149,7 +152,7 @@ def _post(
     row = tx.execute_raw(_MOVE[tx.dialect], (delta, wallet_id, delta))
     if row is None:
         return None
-    balance, currency, reload_below = row
+    balance, currency, reload_below, alert_below = row
     other = system_account_id(counterparty, currency)
     debit, credit = (wallet_id, other) if delta < 0 else (other, wallet_id)
     encoded = json.dumps(metadata, sort_keys=True) if metadata else None
@@ -171,6 +174,16 @@ def _post(
     )
     if inserted is None:
         raise DuplicateReference(kind.value, reference)
+    # What the owner must be told (calls refused, possible again, balance low), in the
+    # same transaction as the movement.
+    balance_events.after_posting(
+        tx,
+        agency_id=agency_id,
+        currency=currency,
+        before=int(balance) - delta,
+        after=int(balance),
+        alert_below=alert_below,
+    )
     transfer = Transfer(
         id=int(inserted[0]),
         agency_id=agency_id,
@@ -295,10 +308,15 @@ def wallet_balance(tx: Tx, agency_id: str) -> int:
     return int(balance)
 
 
-def set_reload_below(tx: Tx, agency_id: str, level: int | None) -> None:
-    """Record the trigger level on the wallet row (NULL while auto-reload is not active)."""
+def set_levels(
+    tx: Tx, agency_id: str, *, reload_below: int | None, alert_below: int | None
+) -> None:
+    """Record on the wallet row the levels a debit checks: the auto-reload trigger (NULL
+    while auto-reload is not active) and the low-balance alert in effect (NULL: none)."""
     tx.conn.execute(
-        update(accounts).where(accounts.c.id == wallet_id_for(agency_id)).values(reload_below=level)
+        update(accounts)
+        .where(accounts.c.id == wallet_id_for(agency_id))
+        .values(reload_below=reload_below, alert_below=alert_below)
     )
 
 

@@ -27,13 +27,13 @@ the wallet's currency (`"25.00"`), never JSON numbers. Every refusal is
 def create_app(refill: Refill) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if refill.worker is not None:
-            refill.worker.start()
+        refill.start()
         try:
             yield
         finally:
             if refill.worker is not None:
                 await run_in_threadpool(refill.worker.stop)
+                await run_in_threadpool(refill.notifier.stop)
 
     app = FastAPI(
         title="Refill",

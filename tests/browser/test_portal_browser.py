@@ -4,106 +4,13 @@ test-output/<test name>/ (also when it fails)."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.support.server import REFILL, Server, call, client
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "a long owner password"
-OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
-SEEN_WITHIN_MS = 15_000  # the page refreshes itself every 4 s; a reload takes well under 1 s
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "make test installs Debian's chromium"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def screenshots(request: pytest.FixtureRequest) -> Iterator[list[Page]]:
-    """Pages to photograph at the end of the test, pass or fail."""
-    pages: list[Page] = []
-    yield pages
-    folder = OUTPUT / re.sub(r"[^\w.-]+", "_", request.node.name)
-    folder.mkdir(parents=True, exist_ok=True)
-    for number, page in enumerate(pages):
-        if not page.is_closed():
-            page.screenshot(path=str(folder / f"page-{number}.png"), full_page=True)
-        page.context.close()
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
-    """One `refill serve` on a fresh SQLite file for the module; each test has its agency."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('portal') / 'portal.db'}"
-    env = {**os.environ, "REFILL_DATABASE_URL": url}
-    subprocess.run([REFILL, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
-    server = Server(url)
-    try:
-        server.wait_ready()
-        yield server, url
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def agency(served: tuple[Server, str], request: pytest.FixtureRequest) -> tuple[Server, str, str]:
-    """An agency made with the real CLI, whose owner password arrives on stdin.
-    Returns the server, the owner's e-mail and the owner's API key."""
-    server, url = served
-    email = f"Owner@{request.node.name.replace('_', '-')[:40]}.test"
-    created = subprocess.run(
-        [
-            *(REFILL, "agency", "create", "--name", "Browser Agency", "--json"),
-            *("--owner-email", email, "--password-stdin"),
-        ],
-        input=PASSWORD + "\n",
-        env={**os.environ, "REFILL_DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert created.returncode == 0, created.stderr
-    out = json.loads(created.stdout)
-    assert out["owner_email"] == email.lower()
-    return server, out["owner_email"], out["api_key"]
-
-
-def signed_in(browser: Browser, server: Server, email: str, shots: list[Page]) -> Page:
-    page = browser.new_context(base_url=server.base).new_page()
-    shots.append(page)
-    page.goto("/portal/team/billing")
-    expect(page).to_have_url(re.compile(r"/portal/login$"))
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
-    return page
-
-
-def add_card(page: Page, card_name: str) -> None:
-    page.get_by_label("Add a test card (sandbox)").select_option(label=card_name)
-    page.get_by_role("button", name="Add card").click()
-    expect(page.get_by_text("Card saved.")).to_be_visible()
+from tests.browser.conftest import PASSWORD, SEEN_WITHIN_MS, add_card, link_of, signed_in
+from tests.support.mailbox import Mailbox
+from tests.support.server import Server, call, client
 
 
 def enable_auto_reload(page: Page) -> None:
@@ -173,17 +80,20 @@ def test_a_declined_card_shows_the_failure_and_the_suspended_state(
     expect(page.get_by_test_id("service")).to_have_text("No credits: calls are being refused")
 
 
-def test_a_member_cannot_change_settings_and_a_post_without_csrf_is_refused(
-    browser: Browser, agency: tuple[Server, str, str], screenshots: list[Page]
+def test_an_invited_member_accepts_sets_a_password_and_can_only_look(
+    browser: Browser,
+    agency: tuple[Server, str, str],
+    screenshots: list[Page],
+    mailbox: Mailbox,
 ) -> None:
     server, email, _ = agency
     owner = signed_in(browser, server, email, screenshots)
     owner.get_by_role("link", name="Members").click()
     owner.get_by_label("Email").fill("viewer@browser.test")
     owner.get_by_label("Role").select_option("member")
-    owner.get_by_label(re.compile("Initial password")).fill(PASSWORD)
-    owner.get_by_role("button", name="Add member").click()
-    expect(owner.get_by_role("status")).to_contain_text("now has an account in this agency")
+    owner.get_by_role("button", name="Send the invitation").click()
+    expect(owner.get_by_role("status")).to_contain_text("Invitation sent")
+    expect(owner.get_by_role("cell", name="viewer@browser.test", exact=True)).to_be_visible()
 
     # A forged POST from the owner's own browser, without the form's CSRF token.
     status = owner.evaluate(
@@ -193,7 +103,14 @@ def test_a_member_cannot_change_settings_and_a_post_without_csrf_is_refused(
     )
     assert status == 403
 
-    member = signed_in(browser, server, "viewer@browser.test", screenshots)
+    invitation = mailbox.first("viewer@browser.test")
+    member = browser.new_context(base_url=server.base).new_page()
+    screenshots.append(member)
+    member.goto(link_of(invitation))
+    expect(member.get_by_role("heading", name=re.compile("Join the billing page"))).to_be_visible()
+    member.get_by_label(re.compile("Password")).fill(PASSWORD)
+    member.get_by_role("button", name="Create my account and join").click()
+    expect(member.get_by_role("status")).to_contain_text("you are now a member")
     expect(member.get_by_text("You have read-only access")).to_be_visible()
     expect(member.get_by_role("button", name="Save auto reload")).to_have_count(0)
     expect(member.get_by_role("button", name="Add credits")).to_have_count(0)
@@ -205,3 +122,5 @@ def test_a_member_cannot_change_settings_and_a_post_without_csrf_is_refused(
     )
     assert status == 403
     expect(member.get_by_test_id("card")).to_have_count(0)
+    member.goto(link_of(invitation))  # the link worked once
+    expect(member.get_by_role("heading", name="This invitation cannot be used")).to_be_visible()

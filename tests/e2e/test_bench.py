@@ -14,6 +14,7 @@ SCENARIOS = {
     "authorize",
     "reload-latency",
     "http-usage",
+    "webhooks",
     "history-scale",
 }
 
@@ -50,7 +51,7 @@ def test_a_smoke_run_produces_every_figure_of_every_scenario(tmp_path: Path) -> 
         assert r["refill"]["p50_ms"] > 0, r
         assert r["refill"]["p99_ms"] >= r["refill"]["p50_ms"], r
         assert r["refill"]["errors"] == 0, r
-        if r["scenario"] in {"usage-hot", "usage-spread", "authorize", "http-usage"}:
+        if r["scenario"] in {"usage-hot", "usage-spread", "authorize", "http-usage", "webhooks"}:
             assert r["baseline"]["ops"] > 0, r
             assert r["baseline"]["errors"] == 0, r
             assert r["ratio"] > 0, r

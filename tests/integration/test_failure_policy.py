@@ -360,7 +360,7 @@ def test_every_settings_and_card_change_is_in_the_audit_log(world: World) -> Non
     entries = world.call("GET", "/v1/audit-log")["data"]
     actions = [e["action"] for e in entries]
     assert actions[:5] == [
-        "agency.timezone_changed",
+        "agency.updated",
         "payment_method.removed",
         "auto_reload.updated",
         "auto_reload.updated",

@@ -14,7 +14,7 @@ from refill.bootstrap import Refill
 from refill.db.schema import agencies
 from refill.errors import Conflict
 from refill.roles import MemberRole
-from refill.services import members, sessions
+from refill.services import invitations, members, sessions
 from refill.web import create_app
 from tests.support.cli import count_rows
 from tests.support.portal import (
@@ -406,9 +406,7 @@ def test_sign_in_is_also_limited_per_client_address_across_e_mails(
         ),
         pytest.param("/portal/team/billing/payment-methods/{card}/remove", {}, id="remove-card"),
         pytest.param(
-            "/portal/team/members",
-            {"email": "new@acme.test", "role": "admin", "password": PASSWORD},
-            id="add-member",
+            "/portal/team/members", {"email": "new@acme.test", "role": "admin"}, id="invite"
         ),
         pytest.param("/portal/team/members/{owner}/remove", {}, id="remove-owner"),
     ],
@@ -619,7 +617,7 @@ def test_the_same_add_credits_form_sent_twice_charges_the_card_once(
     assert len(refill.gateway.calls) == 1  # type: ignore[attr-defined]
 
 
-def test_an_admin_adds_members_and_admins_but_cannot_make_an_owner(
+def test_an_admin_invites_members_and_admins_but_cannot_make_an_owner(
     owner: Agency, refill: Refill, client: TestClient
 ) -> None:
     members.add_member(
@@ -632,40 +630,35 @@ def test_an_admin_adds_members_and_admins_but_cannot_make_an_owner(
     )
     client.cookies.clear()
     assert sign_in(client, "admin@acme.test").status_code == 303
-    new = {"password": PASSWORD}
 
-    added = post(client, "/portal/team/members", {**new, "email": "m@acme.test", "role": "member"})
-    refused = post(client, "/portal/team/members", {**new, "email": "o@acme.test", "role": "owner"})
+    invited = post(client, "/portal/team/members", {"email": "m@acme.test", "role": "member"})
+    refused = post(client, "/portal/team/members", {"email": "o@acme.test", "role": "owner"})
 
-    assert added.headers["location"] == "/portal/team/members?notice=member_added"
+    assert invited.headers["location"] == "/portal/team/members?notice=invitation_sent"
     assert refused.status_code == 403
     assert '<p class="field-error">only an owner can make another owner</p>' in refused.text
+    pending = invitations.pending_invitations(refill.db, agency_id=owner.id)
+    assert [(i.email, i.role) for i in pending] == [("m@acme.test", "member")]
+    # Nobody joins before accepting.
     roles = {m.email: m.role for m in members.list_members(refill.db, agency_id=owner.id)}
-    assert roles == {
-        owner.owner_email: "owner",
-        "admin@acme.test": "admin",
-        "m@acme.test": "member",
-    }
+    assert roles == {owner.owner_email: "owner", "admin@acme.test": "admin"}
 
 
-def test_adding_an_email_that_has_an_account_answers_as_for_a_new_one_and_attaches_no_one(
+def test_inviting_an_email_that_has_an_account_answers_as_for_a_new_one_and_attaches_no_one(
     owner: Agency, refill: Refill, client: TestClient
 ) -> None:
     stranger = make_agency(refill, "Stranger Agency")  # an account in another agency
-    audit_before = services.list_audit_log(refill.db, agency_id=owner.id).data
-    new = {"password": PASSWORD, "role": "admin"}
 
-    existing = post(client, "/portal/team/members", {**new, "email": stranger.owner_email})
-    fresh = post(client, "/portal/team/members", {**new, "email": "fresh@acme.test"})
+    existing = post(client, "/portal/team/members", {"email": stranger.owner_email})
+    fresh = post(client, "/portal/team/members", {"email": "fresh@acme.test"})
 
     assert existing.status_code == fresh.status_code == 303
     assert existing.headers["location"] == fresh.headers["location"]
     emails = {m.email for m in members.list_members(refill.db, agency_id=owner.id)}
-    assert emails == {owner.owner_email, "fresh@acme.test"}
+    assert emails == {owner.owner_email}
     # The account in the other agency is untouched: its password still signs it in there.
     client.cookies.clear()
     assert sign_in(client, stranger.owner_email).status_code == 303
-    audit_after = services.list_audit_log(refill.db, agency_id=owner.id).data
-    assert [e.action for e in audit_after[: len(audit_after) - len(audit_before)]] == [
-        "member.added"
-    ]
+    actions = [e.action for e in services.list_audit_log(refill.db, agency_id=owner.id).data]
+    assert actions[:2] == ["member.invited", "member.invited"]
+    assert "member.added" not in actions[:2]

@@ -633,6 +633,15 @@ def test_money_taken_after_refill_gave_up_on_the_reload_is_credited_once_and_aud
     assert entry["before"]["status"] == "canceled"
     assert "credited" in entry["after"]["reason"]
     assert_ledger_balanced(refill)
+    # The late credit has its receipt, like any charge that succeeded, and one only.
+    receipt = owner.get(f"/v1/reloads/{waiting['id']}/receipt")
+    assert (receipt["number"], receipt["amount"], receipt["card_last4"]) == (
+        "R-000001",
+        late["amount"],
+        "3155",  # localstripe's 3-D Secure test card
+    )
+    succeeded = owner.get("/v1/events?type=auto_reload.succeeded")["data"]
+    assert [e["data"]["late"] for e in succeeded] == [True]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from refill import services
+from refill.api import notification_schemas as n
 from refill.api import schemas as s
 from refill.api.deps import Cursor, Limit, Owner, Service
 from refill.api.problems import problems
@@ -13,16 +14,26 @@ router = APIRouter(tags=["agency"], responses=problems(401, 403, 413, 422))
 
 
 @router.get("/v1/agency", operation_id="get_agency")
-def get_agency(p: Owner, refill: Service) -> s.AgencyOut:
-    return s.AgencyOut.of(services.get_agency(refill.db, p.agency_id))
+def get_agency(p: Owner, refill: Service) -> n.AgencyOut:
+    return n.AgencyOut.of(services.get_agency(refill.db, p.agency_id))
 
 
 @router.patch("/v1/agency", operation_id="update_agency", responses=problems(422))
-def update_agency(body: s.AgencyUpdate, p: Owner, refill: Service) -> s.AgencyOut:
-    agency = services.set_agency_timezone(
-        refill.db, agency_id=p.agency_id, timezone=body.timezone, actor=p.actor
+def update_agency(body: n.AgencyUpdate, p: Owner, refill: Service) -> n.AgencyOut:
+    """Fields left out keep their value. Billing details print on receipts issued from now
+    on; those already issued keep what they said."""
+    agency = services.update_agency(
+        refill.db,
+        agency_id=p.agency_id,
+        change=services.AgencyChange(
+            timezone=body.timezone,
+            billing_emails=body.billing_emails,
+            billing_address=body.billing_address,
+            tax_id=body.tax_id,
+        ),
+        actor=p.actor,
     )
-    return s.AgencyOut.of(agency)
+    return n.AgencyOut.of(agency)
 
 
 @router.get("/v1/audit-log", operation_id="list_audit_log", responses=problems(422))

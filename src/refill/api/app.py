@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from refill.api import (
     agency,
+    events,
     health,
     inbound,
     keys,
@@ -15,6 +16,7 @@ from refill.api import (
     subteams,
     usage,
     wallet,
+    webhook_endpoints,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -27,4 +29,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     usage.router,
     reloads.router,
     agency.router,
+    events.router,
+    webhook_endpoints.router,
 )

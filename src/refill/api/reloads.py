@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from refill import services
+from refill.api import notification_schemas as n
 from refill.api import schemas as s
 from refill.api.deps import Cursor, Limit, Owner, Service
 from refill.api.problems import problems
+from refill.services import receipts
 
 router = APIRouter(prefix="/v1/reloads", tags=["reloads"], responses=problems(401, 403, 413, 422))
 
@@ -26,6 +28,15 @@ def list_reloads(
 def get_reload(reload_id: str, p: Owner, refill: Service) -> s.ReloadOut:
     attempt = services.get_reload(refill.db, agency_id=p.agency_id, attempt_id=reload_id)
     return s.ReloadOut.of(attempt)
+
+
+@router.get("/{reload_id}/receipt", operation_id="get_receipt", responses=problems(404))
+def get_receipt(reload_id: str, p: Owner, refill: Service) -> n.ReceiptOut:
+    """The receipt of a reload that succeeded (404 ``receipt_not_found`` otherwise), as it
+    was issued: later changes to the card or the agency do not rewrite it."""
+    return n.ReceiptOut.of(
+        receipts.get_receipt(refill.db, agency_id=p.agency_id, reload_id=reload_id)
+    )
 
 
 @router.post("/{reload_id}/cancel", operation_id="cancel_reload", responses=problems(404, 409, 503))

@@ -14,7 +14,7 @@ from refill.ledger import Transfer
 from refill.money import format_amount
 from refill.reload.attempt import ReloadAttempt
 from refill.reload.policy import MAX_DAILY_LIMIT
-from refill.services import Agency, ApiKey, Subteam, WalletView
+from refill.services import ApiKey, Subteam, WalletView
 
 T = TypeVar("T")
 
@@ -85,12 +85,6 @@ class AutoReloadUpdate(Body):
         ge=1,
         le=MAX_DAILY_LIMIT,
         description=f"Auto-reloads per day (default 10, at most {MAX_DAILY_LIMIT}).",
-    )
-
-
-class AgencyUpdate(Body):
-    timezone: Text = Field(
-        max_length=64, description="IANA time zone for daily and monthly limits."
     )
 
 
@@ -331,20 +325,6 @@ class AuthorizationOut(BaseModel):
     reason: str
     available: str | None
     currency: str
-
-
-class AgencyOut(BaseModel):
-    id: str
-    name: str
-    currency: str
-    timezone: str
-    created_at: datetime
-
-    @classmethod
-    def of(cls, a: Agency) -> AgencyOut:
-        return cls(
-            id=a.id, name=a.name, currency=a.currency, timezone=a.timezone, created_at=a.created_at
-        )
 
 
 class AuditOut(BaseModel):

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 
 from refill import services
+from refill.api import notification_schemas as n
 from refill.api import schemas as s
 from refill.api.deps import Owner, Service
 from refill.api.problems import problems
@@ -42,6 +43,31 @@ def update_auto_reload(body: s.AutoReloadUpdate, p: Owner, refill: Service) -> s
         actor=p.actor,
     )
     return s.WalletOut.of(wallet)
+
+
+@router.get("/alerts", operation_id="get_wallet_alerts")
+def get_alerts(p: Owner, refill: Service) -> n.AlertsOut:
+    agency = services.get_agency(refill.db, p.agency_id)
+    return n.AlertsOut(
+        low_balance_alert=s.fmt(agency.low_balance_alert, agency.currency),
+        currency=agency.currency,
+    )
+
+
+@router.put("/alerts", operation_id="update_wallet_alerts", responses=problems(422))
+def update_alerts(body: n.AlertsUpdate, p: Owner, refill: Service) -> n.AlertsOut:
+    """The balance below which the owner is e-mailed (``wallet.low_balance``), whether
+    auto-reload is on or off; null: the auto-reload threshold while it is off or suspended."""
+    alert = None
+    if body.low_balance_alert is not None:
+        alert = parse_amount(body.low_balance_alert, field="low_balance_alert")
+    agency = services.set_low_balance_alert(
+        refill.db, agency_id=p.agency_id, alert=alert, actor=p.actor
+    )
+    return n.AlertsOut(
+        low_balance_alert=s.fmt(agency.low_balance_alert, agency.currency),
+        currency=agency.currency,
+    )
 
 
 @router.post(

@@ -19,6 +19,12 @@ def describe(report: dict[str, Any]) -> list[list[str]]:
         elif r["scenario"] == "reload-latency":
             figure = f"p50 {mine['p50_ms']:.1f} ms, p99 {mine['p99_ms']:.1f} ms"
             baseline = "-"
+        elif r["scenario"] == "webhooks":
+            figure = (
+                f"{mine['ops_per_s']:,.0f} deliveries/s, lag p50 {mine['p50_ms']:.1f}, "
+                f"p99 {mine['p99_ms']:.1f} ms"
+            )
+            baseline = f"{base['ops_per_s']:,.0f} POSTs/s"
         elif r["scenario"] == "authorize":
             figure = (
                 f"{mine['ops_per_s']:,.0f}/s, p50 {mine['p50_ms']:.3f}, p99 {mine['p99_ms']:.3f} ms"

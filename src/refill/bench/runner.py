@@ -33,6 +33,7 @@ from refill.bench.measure import (
     interleaved,
     run_clients,
 )
+from refill.bench.webhooks import measure_webhooks
 from refill.bootstrap import Refill, build
 from refill.config import Settings
 from refill.db.database import create_db_engine
@@ -49,6 +50,7 @@ class BenchConfig:
     clients: list[int] = field(default_factory=lambda: [1, 4, 16])
     history_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000, 1_000_000])
     http: bool = True
+    webhooks: bool = True
 
 
 class Bench:
@@ -79,6 +81,8 @@ class Bench:
                 self.reload_latency(refill)
                 if self.config.http:
                     self.http_usage(refill, url)
+                if self.config.webhooks:
+                    self.webhooks(url)
                 self.history_scale(refill)
             finally:
                 self.raw.close()
@@ -100,7 +104,8 @@ class Bench:
     def phases(config: BenchConfig) -> int:
         """How many progress ticks a run makes (for the progress bar)."""
         per_usage = ROUNDS * len(config.clients) * 2
-        return per_usage + ROUNDS + 1 + (ROUNDS if config.http else 0) + len(config.history_sizes)
+        http = ROUNDS if config.http else 0
+        return per_usage + ROUNDS + 1 + http + config.webhooks + len(config.history_sizes)
 
     @contextmanager
     def _database(self) -> Iterator[str]:
@@ -388,6 +393,23 @@ class Bench:
             ">= 0.6 of bare route",
             0.6,
             note="separate load process, loopback, keep-alive",
+        )
+
+    def webhooks(self, url: str) -> None:
+        """Events to a local receiver: deliveries per second against plain POSTs to it, and
+        the lag from each event's commit to its arrival."""
+        clients = 4
+        figures = measure_webhooks(url, clients, self.config.seconds)
+        self.on_progress("webhooks")
+        undelivered = f"; {figures.undelivered} undelivered" if figures.undelivered else ""
+        self._record(
+            "webhooks",
+            clients,
+            figures.deliveries,
+            figures.baseline,
+            "report (baseline: plain POSTs to the receiver)",
+            None,
+            note=f"p50/p99: event commit -> receiver has it{undelivered}",
         )
 
     def history_scale(self, refill: Refill) -> None:

@@ -1,4 +1,4 @@
-"""The `refill` command: serve, worker, db, agency, keys, wallet, reloads, bench.
+"""The `refill` command: serve, worker, db, agency, keys, wallet, reloads, emails, bench.
 
 One module per group of commands; ``common`` holds what they share (settings from the
 environment, the service, one-line errors without tracebacks).
@@ -6,7 +6,7 @@ environment, the service, one-line errors without tracebacks).
 
 import typer
 
-from refill.cli import agencies, benchmark, database, keys, reloads, server, wallet
+from refill.cli import agencies, benchmark, database, emails, keys, reloads, server, wallet
 
 app = typer.Typer(help="Refill: keeps prepaid wallets topped up.", no_args_is_help=True)
 app.add_typer(database.db_app, name="db")
@@ -14,6 +14,7 @@ app.add_typer(agencies.agency_app, name="agency")
 app.add_typer(reloads.reloads_app, name="reloads")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(wallet.wallet_app, name="wallet")
+app.add_typer(emails.emails_app, name="emails")
 app.command()(server.serve)
 app.command("worker")(server.run_worker)
 app.command()(benchmark.bench)

@@ -27,6 +27,7 @@ def bench(
         str, typer.Option(help="Ledger sizes for history-scale.")
     ] = "10000,100000,1000000",
     http: Annotated[bool, typer.Option(help="Run the http-usage scenario.")] = True,
+    webhooks: Annotated[bool, typer.Option(help="Run the webhook scenario.")] = True,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write every figure to this file.")
     ] = None,
@@ -45,6 +46,7 @@ def bench(
             clients=[int(c) for c in clients.split(",")],
             history_sizes=[int(n) for n in history_sizes.split(",")],
             http=http,
+            webhooks=webhooks,
         )
     except ValueError:
         raise fail("--clients and --history-sizes take comma-separated whole numbers") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Annotated
 
 import typer
@@ -63,7 +64,8 @@ def run_worker(
         typer.Option(help="Seconds between polls (default: REFILL_POLL_INTERVAL_SECONDS)."),
     ] = None,
 ) -> None:
-    """Process reloads left pending and reconcile stuck charges, as its own process."""
+    """Process reloads left pending, reconcile stuck charges, and deliver events, webhooks
+    and e-mail, as its own process."""
     logging_to_stderr()
     refill = open_service()
     if poll_interval is None:
@@ -72,10 +74,16 @@ def run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     logging.getLogger("refill.worker").info("worker started (poll every %.1fs)", poll_interval)
+    refill.notifier.listen()  # events this process writes are dispatched at once
+    last_daily = 0.0
     # A pass always runs to the end (claim, charge, record): stopping waits for it.
     while not stop.is_set():
         try:
             refill.processor.run_due_work()
+            refill.notifier.run_due_work()
+            if time.monotonic() - last_daily > 3600:
+                last_daily = time.monotonic()
+                refill.notifier.run_daily_jobs()
         except Exception:
             logging.getLogger("refill.worker").exception("worker pass failed")
         stop.wait(poll_interval)

@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from refill.bootstrap import Refill
-from refill.portal import billing, members, signin
+from refill.portal import access, billing, members, notifications, receipts, signin
 from refill.portal.common import HERE, PortalRefused, SignInNeeded, page, plain_status
 from refill.portal.security import content_security_policy, secure
 
@@ -73,7 +73,14 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
                 response.headers["Retry-After"] = retry
         return secure(response, csp)
 
-    for router in (billing.router, members.router, signin.router):
+    for router in (
+        billing.router,
+        members.router,
+        notifications.router,
+        receipts.router,
+        signin.router,
+        access.router,
+    ):
         app.include_router(router)
 
 

@@ -24,9 +24,21 @@ NOTICES = {
     "auto_reload_saved": "Auto-reload settings saved.",
     "card_added": "Card saved.",
     "card_removed": "Card removed.",
-    # The same words whether or not the e-mail had an account (which is never attached).
-    "member_added": "Done: a person new to Refill now has an account in this agency. Someone "
-    "who already has a Refill account cannot be added yet (invitations are coming).",
+    # The same words whether or not the e-mail has an account.
+    "invitation_sent": "Invitation sent. The link in it works once, for 7 days; the person "
+    "joins when they accept it.",
+    "invitation_revoked": "Invitation withdrawn: its link no longer works.",
+    "joined": "Welcome: you are now a member of this agency's billing page.",
+    "password_changed": "Your password was changed, and every session signed out. Sign in "
+    "with the new password.",
+    "choices_saved": "Your e-mail choices are saved.",
+    "recipients_saved": "Billing e-mail recipients saved.",
+    "alert_saved": "Low-balance alert saved.",
+    "details_saved": "Receipt details saved: receipts issued from now on show them.",
+    "endpoint_updated": "Webhook endpoint updated.",
+    "endpoint_deleted": "Webhook endpoint deleted.",
+    "test_sent": "Test event sent: its delivery appears below in a moment.",
+    "delivery_retried": "Delivery retried now.",
     "member_removed": "Member removed.",
 }
 

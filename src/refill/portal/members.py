@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from refill.errors import Forbidden, RefillError
+from refill.errors import RefillError
 from refill.portal.common import NOTICES, FormState, PortalRefused, back, page
 from refill.portal.security import SESSION_COOKIE, Signed, allowed_to_change, csrf_ok
 from refill.roles import MemberRole
-from refill.services import members, passwords, sessions
+from refill.services import invitations, members, sessions
 from refill.services.sessions import PortalSession
 from refill.webctx import Service
 
@@ -34,7 +34,9 @@ def render_members(
         "form": form or FormState(),
         "notice": NOTICES.get(notice or ""),
         "roles": tuple(MemberRole),
-        "min_password": passwords.MIN_PASSWORD_LENGTH,
+        "invitations": invitations.pending_invitations(refill.db, agency_id=session.agency_id)
+        if session.can_change
+        else [],
         "agencies": members.agencies_of(refill.db, user_id=session.user_id),
     }
     return page(request, "members.html", context, status=status)
@@ -48,32 +50,54 @@ def members_page(
 
 
 @router.post("/team/members")
-def add_member(
+def invite_member(
     request: Request,
     session: Signed,
     refill: Service,
     email: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = "member",
-    password: Annotated[str, Form()] = "",
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
+    """Send an invitation: the same answer whether the address has an account or not."""
     allowed_to_change(session, csrf_token)
     form = FormState({"email": email, "role": role})
     try:
-        if role == MemberRole.OWNER and session.role is not MemberRole.OWNER:
-            raise Forbidden("only an owner can make another owner", field="role")
-        members.add_member(
+        invitations.invite(
             refill.db,
             agency_id=session.agency_id,
             email=email,
-            role=role,  # type: ignore[arg-type]  # checked by add_member
-            password=password or None,
+            role=role,
+            by=session.role,
+            inviter=session.email,
             actor=session.actor,
         )
     except RefillError as exc:
         form.errors[str(exc.extra.get("field") or "email")] = exc.message
         return render_members(request, refill, session, status=exc.status, form=form)
-    return back(PAGE, "member_added")
+    return back(PAGE, "invitation_sent")
+
+
+@router.post("/team/invitations/{invitation_id}/revoke")
+def revoke_invitation(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    invitation_id: str,
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    allowed_to_change(session, csrf_token)
+    try:
+        invitations.revoke(
+            refill.db,
+            agency_id=session.agency_id,
+            invitation_id=invitation_id,
+            by=session.role,
+            actor=session.actor,
+        )
+    except RefillError as exc:
+        form = FormState(message=f"Not withdrawn: {exc.message}.")
+        return render_members(request, refill, session, status=exc.status, form=form)
+    return back(PAGE, "invitation_revoked")
 
 
 @router.post("/team/members/{user_id}/remove")

@@ -8,7 +8,7 @@ page or card cannot be named, let alone reached.
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +17,8 @@ from refill.portal.common import PortalRefused, SignInNeeded
 from refill.services import sessions
 from refill.services.sessions import PortalSession
 from refill.webctx import Service
+
+R = TypeVar("R", bound=Response)
 
 SESSION_COOKIE = "refill_session"
 LOGIN_CSRF_COOKIE = "refill_login_csrf"
@@ -46,6 +48,50 @@ def secure(response: Response, csp: str) -> Response:
 
 def csrf_ok(expected: str, given: str | None) -> bool:
     return bool(given) and secrets.compare_digest(expected.encode(), (given or "").encode())
+
+
+def public_form_token(request: Request) -> str:
+    """The double-submit CSRF token of a form shown before sign-in (sign-in, forgotten
+    password, invitation, reset): the cookie's, or a new one that ``with_form_cookie`` sets."""
+    return request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+
+
+def with_form_cookie(response: R, request: Request, token: str) -> R:
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=over_https(request),
+        path="/portal",
+    )
+    return response
+
+
+def public_form_ok(request: Request, given: str | None) -> bool:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    return bool(expected) and csrf_ok(expected or "", given)
+
+
+def set_session_cookie(response: Response, request: Request, token: str) -> Response:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(sessions.LIFETIME.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=over_https(request),
+        path="/",
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/portal")
+    return response
+
+
+def safe_next(path: str | None) -> str:
+    """Where to go after signing in: a page of the portal, never another site."""
+    if path and path.startswith("/portal/") and not path.startswith("//") and "\\" not in path:
+        return path
+    return "/portal/team/billing"
 
 
 def client_ip(request: Request) -> str:

@@ -6,21 +6,23 @@ SameSite=Lax, and Secure over HTTPS.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from refill.errors import RefillError
-from refill.portal.common import PortalRefused, page
+from refill.portal.common import NOTICES, PortalRefused, page
 from refill.portal.security import (
-    LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Signed,
     client_ip,
     csrf_ok,
-    over_https,
+    public_form_ok,
+    public_form_token,
+    safe_next,
+    set_session_cookie,
+    with_form_cookie,
 )
 from refill.services import sessions
 from refill.webctx import Service
@@ -29,26 +31,32 @@ router = APIRouter(prefix="/portal", include_in_schema=False)
 
 
 def render_login(
-    request: Request, *, status: int = 200, error: str | None = None, email: str = ""
+    request: Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    email: str = "",
+    next_page: str | None = None,
+    notice: str | None = None,
 ) -> HTMLResponse:
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
-    response = page(
-        request, "login.html", {"csrf_token": token, "error": error, "email": email}, status=status
-    )
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        token,
-        httponly=True,
-        samesite="lax",
-        secure=over_https(request),
-        path="/portal",
-    )
+    token = public_form_token(request)
+    context = {
+        "csrf_token": token,
+        "error": error,
+        "email": email,
+        "next": safe_next(next_page),
+        "notice": NOTICES.get(notice or ""),
+    }
+    response = page(request, "login.html", context, status=status)
+    with_form_cookie(response, request, token)
     return response
 
 
 @router.get("/login")
-def login_page(request: Request) -> HTMLResponse:
-    return render_login(request)
+def login_page(
+    request: Request, next: str | None = None, notice: str | None = None
+) -> HTMLResponse:
+    return render_login(request, next_page=next, notice=notice)
 
 
 @router.post("/login")
@@ -58,11 +66,15 @@ def login(
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     csrf_token: Annotated[str | None, Form()] = None,
+    next: Annotated[str | None, Form()] = None,
 ) -> Response:
-    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
-    if not expected or not csrf_ok(expected, csrf_token):
+    if not public_form_ok(request, csrf_token):
         return render_login(
-            request, status=403, error="The sign-in form expired. Please try again.", email=email
+            request,
+            status=403,
+            error="The sign-in form expired. Please try again.",
+            email=email,
+            next_page=next,
         )
     try:
         token = sessions.sign_in(
@@ -74,22 +86,14 @@ def login(
             if exc.status == 401
             else exc.message[:1].upper() + exc.message[1:] + "."
         )
-        response = render_login(request, status=exc.status, error=message, email=email)
+        response = render_login(
+            request, status=exc.status, error=message, email=email, next_page=next
+        )
         if "retry_after" in exc.extra:
             response.headers["Retry-After"] = str(exc.extra["retry_after"])
         return response
-    signed_in = RedirectResponse("/portal/team/billing", status_code=303)
-    signed_in.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=int(sessions.LIFETIME.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=over_https(request),
-        path="/",
-    )
-    signed_in.delete_cookie(LOGIN_CSRF_COOKIE, path="/portal")
-    return signed_in
+    signed_in = RedirectResponse(safe_next(next), status_code=303)
+    return set_session_cookie(signed_in, request, token)
 
 
 @router.post("/logout")

@@ -34,6 +34,7 @@ from refill.db.schema import reload_attempts
 from refill.errors import Conflict, NotFound
 from refill.gateway.base import ChargeResult, ChargeStatus
 from refill.ids import new_id, wallet_id_for
+from refill.notify import reloads as notices
 from refill.reload import settings as reload_settings
 from refill.reload.attempt import (
     ClaimedAttempt,
@@ -124,6 +125,14 @@ def claim_attempt(
                 blocked_until=decision.until,
             )
             reload_settings.set_block(tx, attempt.agency_id, decision.rail, decision.until)
+            notices.blocked(
+                tx,
+                attempt,
+                amount=decision.amount,
+                rail=str(decision.rail),
+                until=decision.until,
+                message=decision.message,
+            )
             return None
         claim.update(amount=decision.amount, payment_method_id=settings.payment_method_id)
     changed = transition(tx, attempt_id, allowed_from=(S.PENDING,), to=S.CHARGING, **claim)
@@ -202,7 +211,7 @@ def record_charge_outcome(
             next_action=None,
         )
     elif result.status is ChargeStatus.REQUIRES_ACTION:
-        transition(
+        if transition(
             tx,
             attempt_id,
             allowed_from=(S.CHARGING,),
@@ -211,7 +220,8 @@ def record_charge_outcome(
             failure_code=result.failure_code,
             failure_message=_clip(result.failure_message),
             next_action=json.dumps(result.next_action) if result.next_action else None,
-        )
+        ):
+            notices.requires_action(tx, attempt)
     else:
         _record_decline(tx, policy, attempt, result)
     updated = must_load(tx, attempt_id)
@@ -256,6 +266,7 @@ def _record_success(tx: Tx, attempt: ReloadAttempt, result: ChargeResult) -> Non
     ):
         # Another finalizer won between our read and write; roll back our credit.
         raise Conflict(f"reload {attempt.id} was finalized concurrently")
+    notices.succeeded(tx, attempt, balance_after=posted.balance)
     if attempt.is_auto:
         # A reload that still leaves the wallet below the threshold starts the next one.
         trigger_auto_reload(
@@ -278,13 +289,22 @@ def _record_decline(
         next_action=None,
     ):
         return
+    decline_class = policy.classify(code)
+    delay = None if decline_class is DeclineClass.HARD else policy.retry_delay(attempt.retry_number)
+    notices.failed(
+        tx,
+        attempt,
+        decline_code=code,
+        decline_class=decline_class.value,
+        message=_clip(result.failure_message),
+        will_retry_at=None if delay is None else tx.now + delay,
+    )
     if not attempt.is_auto:
         return  # a manual top-up fails in front of the owner; nothing to schedule
-    if policy.classify(code) is DeclineClass.HARD:
+    if decline_class is DeclineClass.HARD:
         reason = f"the card was declined ({code}) and will not work again; choose another card"
         reload_settings.suspend(tx, attempt.agency_id, attempt.currency, reason)
         return
-    delay = policy.retry_delay(attempt.retry_number)
     if delay is None:
         reason = f"the card was declined {attempt.retry_number + 1} times in a row (last: {code})"
         reload_settings.suspend(tx, attempt.agency_id, attempt.currency, reason)

@@ -18,10 +18,11 @@ from refill import audit, ledger
 from refill.cards import PaymentMethod
 from refill.db.database import Tx, dialect_insert
 from refill.db.rows import record
-from refill.db.schema import auto_reload_settings
+from refill.db.schema import agencies, auto_reload_settings
 from refill.errors import InvalidAmount, InvalidSettings
 from refill.ids import wallet_id_for
 from refill.money import currency_info, format_amount, parse_amount, require_whole_minor_units
+from refill.notify import reloads as notices
 from refill.reload.policy import MAX_DAILY_LIMIT, ReloadPolicy
 from refill.reload.states import Mode, SettingsStatus
 
@@ -254,8 +255,32 @@ def write_settings(tx: Tx, agency_id: str, settings: AutoReloadSettings) -> None
         wallet_id=wallet_id_for(agency_id), **values
     )
     tx.conn.execute(stmt.on_conflict_do_update(index_elements=["wallet_id"], set_=values))
+    refresh_levels(tx, agency_id, settings)
+
+
+_ALERT = select(agencies.c.low_balance_alert).where(agencies.c.id == bindparam("agency_id"))
+
+
+def refresh_levels(tx: Tx, agency_id: str, settings: AutoReloadSettings) -> None:
+    """The levels on the wallet row follow the settings: the trigger while auto-reload is
+    active and not blocked; the alert the owner set, else the threshold while auto-reload
+    is off, suspended or blocked (the owner must then be told of a low balance)."""
     active = settings.status == SettingsStatus.ACTIVE
-    ledger.set_reload_below(tx, agency_id, settings.threshold if active else None)
+    blocked = settings.blocked_at(tx.now)
+    explicit = tx.conn.execute(_ALERT, {"agency_id": agency_id}).scalar()
+    alert = (
+        explicit
+        if explicit is not None
+        else None
+        if active and not blocked
+        else (settings.threshold)
+    )
+    ledger.set_levels(
+        tx,
+        agency_id,
+        reload_below=settings.threshold if active else None,
+        alert_below=alert,
+    )
 
 
 def snapshot(settings: AutoReloadSettings, currency: str) -> dict[str, Any]:
@@ -287,7 +312,10 @@ def suspend(tx: Tx, agency_id: str, currency: str, reason: str) -> None:
         .where(auto_reload_settings.c.wallet_id == wallet_id_for(agency_id))
         .values(status=SettingsStatus.SUSPENDED, suspended_reason=reason, updated_at=tx.now)
     )
-    ledger.set_reload_below(tx, agency_id, None)
+    refresh_levels(tx, agency_id, replace(current, status=SettingsStatus.SUSPENDED))
+    notices.suspended(
+        tx, agency_id=agency_id, reason=reason, payment_method_id=current.payment_method_id
+    )
     audit.record(
         tx,
         agency_id=agency_id,
@@ -300,8 +328,10 @@ def suspend(tx: Tx, agency_id: str, currency: str, reason: str) -> None:
 
 
 def set_block(tx: Tx, agency_id: str, rail: str | None, until: datetime | None) -> None:
+    """A rail stops reloads until ``until`` (None: the block is lifted)."""
     tx.conn.execute(
         update(auto_reload_settings)
         .where(auto_reload_settings.c.wallet_id == wallet_id_for(agency_id))
         .values(blocked_rail=rail, blocked_until=until)
     )
+    refresh_levels(tx, agency_id, get_settings(tx, agency_id))

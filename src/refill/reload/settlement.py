@@ -12,6 +12,7 @@ from refill.db.schema import reload_attempts
 from refill.errors import Conflict, NotFound
 from refill.gateway.base import ChargeResult, ChargeStatus
 from refill.money import format_amount
+from refill.notify import reloads as notices
 from refill.reload.attempt import (
     ClaimedAttempt,
     ReloadAttempt,
@@ -126,6 +127,7 @@ def record_late_success(
         reference=attempt.id,
         metadata={"gateway_payment_id": result.payment_id, "late": True},
     )
+    notices.succeeded(tx, attempt, balance_after=posted.balance, late=True)
     transition(
         tx,
         attempt.id,

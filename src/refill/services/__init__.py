@@ -8,11 +8,13 @@ render. This package re-exports the use cases so a caller can write ``services.X
 
 from refill.services.agencies import (
     Agency,
+    AgencyChange,
     create_agency,
     get_agency,
     list_audit_log,
     load_agency,
-    set_agency_timezone,
+    set_low_balance_alert,
+    update_agency,
 )
 from refill.services.keys import (
     KEY_PREFIX,
@@ -63,6 +65,7 @@ __all__ = [
     "MAX_KEY_OVERLAP",
     "MAX_PAGE",
     "Agency",
+    "AgencyChange",
     "ApiKey",
     "AttemptProcessor",
     "CallAuthorization",
@@ -102,6 +105,7 @@ __all__ = [
     "revoke_key",
     "roll_key",
     "save_payment_method",
-    "set_agency_timezone",
+    "set_low_balance_alert",
+    "update_agency",
     "update_auto_reload",
 ]

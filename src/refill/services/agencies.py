@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
+from typing import Any
 from zoneinfo import available_timezones
 
 from sqlalchemy import insert, select, update
@@ -21,9 +23,11 @@ from refill.errors import (
     ValidationFailed,
 )
 from refill.ids import new_id
-from refill.money import check_currency
+from refill.money import check_currency, currency_info, format_amount
+from refill.reload import settings as reload_settings
 from refill.roles import KeyRole
 from refill.services.keys import IssuedKey, issue_key
+from refill.services.members import normalize_email
 from refill.services.names import clean_name
 from refill.services.pages import Page, paginate
 
@@ -37,6 +41,10 @@ class Agency:
     created_at: datetime
     # The agency's customer at the gateway (Stripe), once it saved a card there.
     gateway_customer_id: str | None = None
+    billing_emails: list[str] = field(default_factory=list)
+    billing_address: str | None = None
+    tax_id: str | None = None
+    low_balance_alert: int | None = None
 
 
 def create_agency(db: Database, *, name: str, currency: str = "USD") -> tuple[Agency, IssuedKey]:
@@ -64,7 +72,8 @@ def load_agency(tx: Tx, agency_id: str) -> Agency:
     row = tx.conn.execute(select(agencies).where(agencies.c.id == agency_id)).one_or_none()
     if row is None:
         raise NotFound(f"agency {agency_id} not found")
-    return record(Agency, row._mapping)
+    m = row._mapping
+    return record(Agency, m, billing_emails=json.loads(m["billing_emails"] or "[]"))
 
 
 def get_agency(db: Database, agency_id: str) -> Agency:
@@ -77,32 +86,115 @@ def _time_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
-def set_agency_timezone(db: Database, *, agency_id: str, timezone: str, actor: str) -> Agency:
-    """The time zone in which the daily limit and the monthly cap count (IANA name)."""
+def _check_timezone(timezone: str) -> str:
     if timezone not in _time_zones():
         raise ValidationFailed(
             f"{timezone!r} is not an IANA time zone such as 'Europe/Paris' or 'UTC'",
             code="invalid_timezone",
             field="timezone",
         )
+    return timezone
+
+
+MAX_BILLING_EMAILS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyChange:
+    """What ``PATCH /v1/agency`` may change; None keeps a value, "" clears a text."""
+
+    timezone: str | None = None
+    billing_emails: list[str] | None = None
+    billing_address: str | None = None
+    tax_id: str | None = None
+
+
+def _values(change: AgencyChange) -> dict[str, Any]:
+    """The columns to write, every value checked first: a bad one changes nothing."""
+    values: dict[str, Any] = {}
+    if change.timezone is not None:
+        values["timezone"] = _check_timezone(change.timezone)
+    if change.billing_emails is not None:
+        if len(change.billing_emails) > MAX_BILLING_EMAILS:
+            raise ValidationFailed(
+                f"at most {MAX_BILLING_EMAILS} billing e-mail addresses", field="billing_emails"
+            )
+        try:
+            emails = sorted({normalize_email(e) for e in change.billing_emails})
+        except ValidationFailed as exc:
+            raise ValidationFailed(exc.message, field="billing_emails") from None
+        values["billing_emails"] = json.dumps(emails)
+    if change.billing_address is not None:
+        values["billing_address"] = change.billing_address.strip() or None
+    if change.tax_id is not None:
+        values["tax_id"] = change.tax_id.strip() or None
+    return values
+
+
+def update_agency(db: Database, *, agency_id: str, change: AgencyChange, actor: str) -> Agency:
+    """The time zone in which the daily limit and the monthly cap count (IANA name); who
+    else is told about billing; and what receipts say about the agency (from the next
+    receipt on: those issued keep what they said). One write, audited."""
+    values = _values(change)
+    if not values:
+        return get_agency(db, agency_id)
 
     def work(tx: Tx) -> Agency:
         before = load_agency(tx, agency_id)
-        tx.conn.execute(
-            update(agencies).where(agencies.c.id == agency_id).values(timezone=timezone)
-        )
+        tx.conn.execute(update(agencies).where(agencies.c.id == agency_id).values(**values))
+        after = load_agency(tx, agency_id)
         audit.record(
             tx,
             agency_id=agency_id,
             actor=actor,
-            action="agency.timezone_changed",
+            action="agency.updated",
             target_id=agency_id,
-            before={"timezone": before.timezone},
-            after={"timezone": timezone},
+            before={k: getattr(before, k) for k in values},
+            after={k: getattr(after, k) for k in values},
+        )
+        return after
+
+    return db.write(work)
+
+
+def set_low_balance_alert(db: Database, *, agency_id: str, alert: int | None, actor: str) -> Agency:
+    """The level below which the owner is told of a low balance, whether auto-reload is on
+    or off (None: the auto-reload threshold while auto-reload is off or suspended)."""
+    if alert is not None and alert <= 0:
+        raise ValidationFailed(
+            "low_balance_alert must be more than zero", field="low_balance_alert"
+        )
+
+    def work(tx: Tx) -> Agency:
+        ledger.lock_wallet(tx, agency_id)
+        before = load_agency(tx, agency_id)
+        bounds = currency_info(before.currency)
+        if alert is not None and alert > bounds.max_threshold:
+            raise ValidationFailed(
+                f"low_balance_alert must be at most "
+                f"{format_amount(bounds.max_threshold, before.currency)} {before.currency}",
+                field="low_balance_alert",
+            )
+        tx.conn.execute(
+            update(agencies).where(agencies.c.id == agency_id).values(low_balance_alert=alert)
+        )
+        reload_settings.refresh_levels(tx, agency_id, reload_settings.get_settings(tx, agency_id))
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="wallet.alerts_changed",
+            target_id=agency_id,
+            before={"low_balance_alert": money_or_none(before.low_balance_alert, before.currency)},
+            after={"low_balance_alert": money_or_none(alert, before.currency)},
         )
         return load_agency(tx, agency_id)
 
     return db.write(work)
+
+
+def money_or_none(micros: int | None, currency: str) -> str | None:
+    return None if micros is None else format_amount(micros, currency)
 
 
 def list_audit_log(

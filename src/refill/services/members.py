@@ -109,27 +109,6 @@ def add_member(
     return db.write(work)
 
 
-def set_password(db: Database, *, email: str, password: str) -> None:
-    """Give an existing user a new password and end their sessions."""
-    email = normalize_email(email)
-    password_hash = hash_password(password)
-
-    def work(tx: Tx) -> None:
-        user_id = tx.conn.execute(select(users.c.id).where(users.c.email == email)).scalar()
-        if user_id is None:
-            raise NotFound(f"no user {email}", code="user_not_found")
-        tx.conn.execute(
-            update(users).where(users.c.id == user_id).values(password_hash=password_hash)
-        )
-        tx.conn.execute(
-            update(portal_sessions)
-            .where(portal_sessions.c.user_id == user_id, portal_sessions.c.ended_at.is_(None))
-            .values(ended_at=tx.now)
-        )
-
-    db.write(work)
-
-
 def list_members(db: Database, *, agency_id: str) -> list[Member]:
     def work(tx: Tx) -> list[Member]:
         rows = tx.conn.execute(
@@ -208,3 +187,57 @@ def agencies_of(db: Database, *, user_id: str) -> list[tuple[str, str]]:
         return [(row.id, row.name) for row in rows]
 
     return db.read(work)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """An owner or admin, who gets billing e-mail, and what they chose to get."""
+
+    user_id: str
+    email: str
+    role: MemberRole
+    receipt_emails: bool
+    low_balance_emails: bool
+
+
+def billing_recipients(db: Database, *, agency_id: str) -> list[Recipient]:
+    def work(tx: Tx) -> list[Recipient]:
+        rows = tx.conn.execute(
+            select(
+                users.c.id,
+                users.c.email,
+                memberships.c.role,
+                memberships.c.receipt_emails,
+                memberships.c.low_balance_emails,
+            )
+            .join(memberships, memberships.c.user_id == users.c.id)
+            .where(
+                memberships.c.agency_id == agency_id,
+                memberships.c.role.in_((MemberRole.OWNER, MemberRole.ADMIN)),
+            )
+            .order_by(users.c.email)
+        ).all()
+        return [
+            Recipient(r.id, r.email, MemberRole(r.role), r.receipt_emails, r.low_balance_emails)
+            for r in rows
+        ]
+
+    return db.read(work)
+
+
+def set_email_choices(
+    db: Database, *, agency_id: str, user_id: str, receipts: bool, low_balance: bool
+) -> None:
+    """A person's own choice of the e-mails they may turn off (failures, suspension and
+    the rest always go out)."""
+
+    def work(tx: Tx) -> None:
+        changed = tx.conn.execute(
+            update(memberships)
+            .where(memberships.c.agency_id == agency_id, memberships.c.user_id == user_id)
+            .values(receipt_emails=receipts, low_balance_emails=low_balance)
+        ).rowcount
+        if changed != 1:
+            raise NotFound("no such member in this agency", code="member_not_found")
+
+    db.write(work)

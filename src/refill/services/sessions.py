@@ -64,7 +64,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _count_attempt(tx: Tx, key: str) -> int:
+def count_attempt(tx: Tx, key: str) -> int:
     """One more attempt for ``key`` in its window (a new window once the old one ended);
     the count, read and written in one statement under the row's lock."""
     expired = tx.now - LOCKOUT
@@ -98,7 +98,7 @@ def sign_in(db: Database, *, email: str, password: str, client_ip: str) -> str:
     by_email, by_ip = _throttle_keys(email, client_ip)
     with hash_slot():
         # Counted before the password is checked: a burst of guesses cannot pass the limit.
-        counts = db.write(lambda tx: (_count_attempt(tx, by_email), _count_attempt(tx, by_ip)))
+        counts = db.write(lambda tx: (count_attempt(tx, by_email), count_attempt(tx, by_ip)))
         if counts[0] > MAX_FAILURES or counts[1] > MAX_PER_ADDRESS:
             raise TooManyAttempts(
                 f"too many sign-in attempts; wait {int(LOCKOUT.total_seconds() // 60)} minutes "
@@ -126,16 +126,7 @@ def sign_in(db: Database, *, email: str, password: str, client_ip: str) -> str:
     token = secrets.token_urlsafe(32)
 
     def open_session(tx: Tx) -> None:
-        tx.conn.execute(
-            insert(portal_sessions).values(
-                id=_digest(token),
-                user_id=found.id,
-                agency_id=agency_id,
-                csrf_token=secrets.token_urlsafe(32),
-                created_at=tx.now,
-                last_seen_at=tx.now,
-            )
-        )
+        insert_session(tx, token, user_id=found.id, agency_id=agency_id)
         # A success takes itself off both counts; the failures of the window still count,
         # so a burst of guesses with the right password among them checks at most
         # MAX_FAILURES of them, whatever the order.
@@ -150,6 +141,36 @@ def sign_in(db: Database, *, email: str, password: str, client_ip: str) -> str:
         )
 
     db.write(open_session)
+    return token
+
+
+def insert_session(tx: Tx, token: str, *, user_id: str, agency_id: str) -> None:
+    tx.conn.execute(
+        insert(portal_sessions).values(
+            id=_digest(token),
+            user_id=user_id,
+            agency_id=agency_id,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=tx.now,
+            last_seen_at=tx.now,
+        )
+    )
+
+
+def end_all_sessions(tx: Tx, user_id: str) -> None:
+    """Every session of the user ends now (a new password: whoever had the old one is out)."""
+    tx.conn.execute(
+        update(portal_sessions)
+        .where(portal_sessions.c.user_id == user_id, portal_sessions.c.ended_at.is_(None))
+        .values(ended_at=tx.now)
+    )
+
+
+def open_session(tx: Tx, *, user_id: str, agency_id: str) -> str:
+    """A new session for a user who proved who they are another way (an invitation they
+    accepted with a new password); its token."""
+    token = secrets.token_urlsafe(32)
+    insert_session(tx, token, user_id=user_id, agency_id=agency_id)
     return token
 
 

@@ -1,33 +1,25 @@
-"""Tables. Refill uses SQLAlchemy Core: every statement on the money path is explicit.
-
-The Alembic migrations under ``migrations/versions`` create exactly these tables; a test
-compares the migrated database with this metadata so the two cannot drift.
-"""
+"""The money tables: agencies and their wallets, the ledger, cards, auto-reload and its
+attempts, the audit log, gateway events seen, operator alerts."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
     Column,
-    Dialect,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.types import DateTime, TypeDecorator
 
+from refill.db.schema.base import BigIntPK, UTCDateTime, metadata
 from refill.reload.states import (
     ACTIVE_STATUSES,
     AttemptStatus,
@@ -36,44 +28,7 @@ from refill.reload.states import (
     Trigger,
     sql_list,
 )
-from refill.roles import KeyRole, MemberRole
-
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes everywhere; SQLite stores them naive, PostgreSQL as timestamptz."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTCDateTime column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if not isinstance(value, datetime):
-            raise TypeError(f"a UTCDateTime column held {type(value).__name__}")
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-# BIGINT on PostgreSQL; INTEGER on SQLite so an integer primary key is the rowid.
-BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
-
+from refill.roles import KeyRole
 
 agencies = Table(
     "agencies",
@@ -86,6 +41,17 @@ agencies = Table(
     # saves a card there; NULL for a gateway without customers (the sandbox).
     Column("gateway_customer_id", String(255), nullable=True, unique=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Who else is told about billing (JSON list of e-mail addresses), and what receipts say.
+    Column("billing_emails", Text, nullable=True),
+    Column("billing_address", String(500), nullable=True),
+    Column("tax_id", String(64), nullable=True),
+    # The last receipt number issued: taken under the wallet's lock, so receipts have no
+    # gaps (a database sequence would leave them).
+    Column("receipt_counter", Integer, nullable=False, server_default="0"),
+    # Tell the owner when the balance drops below this (NULL: the auto-reload threshold
+    # while auto-reload is off, suspended or blocked).
+    Column("low_balance_alert", BigInteger, nullable=True),
+    CheckConstraint("receipt_counter >= 0", name="receipt_counter_not_negative"),
 )
 
 accounts = Table(
@@ -102,6 +68,9 @@ accounts = Table(
     # The trigger level while auto-reload is active, NULL otherwise. It lives on the row the
     # debit already locks, so deciding to reload costs the hot path nothing.
     Column("reload_below", BigInteger, nullable=True),
+    # The low-balance alert level in effect, NULL when none: on the row the debit locks,
+    # so noticing a crossing costs the hot path nothing (``events.balance``).
+    Column("alert_below", BigInteger, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     CheckConstraint(
         "kind IN ('wallet', 'card_funding', 'manual_funding', 'usage_revenue', 'granted_credits')",
@@ -215,6 +184,8 @@ payment_methods = Table(
     Column("exp_year", Integer, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("removed_at", UTCDateTime(), nullable=True),
+    # Expiry notices already sent for this card (each once): "30", "7", "expired".
+    Column("expiry_notices", String(32), nullable=False, server_default=""),
     UniqueConstraint("agency_id", "gateway", "token", name="uq_payment_methods_token"),
 )
 
@@ -354,54 +325,4 @@ operator_alerts = Table(
     Column("resolved_at", UTCDateTime(), nullable=True),
     Column("resolution", String(500), nullable=True),
     UniqueConstraint("kind", "subject", name="uq_operator_alerts_kind_subject"),
-)
-
-# --- the billing portal: people, their agencies, their sessions ----------------------------
-
-users = Table(
-    "users",
-    metadata,
-    Column("id", String(40), primary_key=True),
-    # Stored lower-cased: one account per address, whatever its spelling.
-    Column("email", String(254), nullable=False, unique=True),
-    # argon2id, with its parameters and salt (the PHC string argon2-cffi writes).
-    Column("password_hash", String(255), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-)
-
-memberships = Table(
-    "memberships",
-    metadata,
-    Column("user_id", String(40), ForeignKey("users.id"), primary_key=True),
-    Column("agency_id", String(40), ForeignKey("agencies.id"), primary_key=True),
-    Column("role", String(16), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-    CheckConstraint(f"role IN ({sql_list(MemberRole)})", name="role"),
-)
-Index("ix_memberships_agency_id", memberships.c.agency_id)
-
-portal_sessions = Table(
-    "portal_sessions",
-    metadata,
-    # SHA-256 of the cookie's random token: a stolen database opens no session.
-    Column("id", String(64), primary_key=True),
-    Column("user_id", String(40), ForeignKey("users.id"), nullable=False, index=True),
-    Column("agency_id", String(40), ForeignKey("agencies.id"), nullable=False),
-    # The synchronizer token every form of this session carries.
-    Column("csrf_token", String(64), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("last_seen_at", UTCDateTime(), nullable=False),
-    Column("ended_at", UTCDateTime(), nullable=True),
-)
-
-# Sign-in attempts per e-mail and per client address in the current window, counted
-# *before* the password is checked (an upsert that returns the count), so a burst cannot
-# pass the limit. Kept in the database: it holds across processes.
-login_throttle = Table(
-    "login_throttle",
-    metadata,
-    # "email:<address>" or "ip:<address>"
-    Column("key", String(320), primary_key=True),
-    Column("window_start", UTCDateTime(), nullable=False),
-    Column("attempts", Integer, nullable=False),
 )

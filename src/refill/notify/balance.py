@@ -1,0 +1,56 @@
+"""The moments a posting changes what the owner must know about the balance:
+
+- ``wallet.depleted``: no credits any more, calls are refused (exactly when the authorize
+  rule flips to "no": the balance falls to the call floor or below);
+- ``wallet.replenished``: calls possible again (it rises above the floor);
+- ``wallet.low_balance``: the balance falls below the alert level in effect
+  (``accounts.alert_below``: the owner's alert, or the auto-reload threshold while
+  auto-reload is off, suspended or blocked).
+
+Arithmetic on what the posting's own statement returned: the hot path writes an event
+only at a crossing, never reads anything more.
+"""
+
+from __future__ import annotations
+
+from refill.db.database import SqlTx
+from refill.notify.events import EventType, emit, money
+
+# calls are allowed while the wallet holds more than this (min_call_balance: 0 for now)
+CALL_FLOOR = 0
+
+
+def after_posting(
+    tx: SqlTx,
+    *,
+    agency_id: str,
+    currency: str,
+    before: int,
+    after: int,
+    alert_below: int | None,
+) -> None:
+    if before > CALL_FLOOR >= after:
+        emit(
+            tx,
+            agency_id,
+            EventType.WALLET_DEPLETED,
+            {"balance": money(after, currency), "currency": currency},
+        )
+    elif before <= CALL_FLOOR < after:
+        emit(
+            tx,
+            agency_id,
+            EventType.WALLET_REPLENISHED,
+            {"balance": money(after, currency), "currency": currency},
+        )
+    if alert_below is not None and before >= alert_below > after:
+        emit(
+            tx,
+            agency_id,
+            EventType.WALLET_LOW_BALANCE,
+            {
+                "balance": money(after, currency),
+                "alert_level": money(alert_below, currency),
+                "currency": currency,
+            },
+        )
