@@ -87,3 +87,42 @@ def test_migration_0005_brings_saved_settings_within_the_bounds_and_audits_each_
         ("agc_wild", "system", "auto_reload.clamped"),
         ("agc_yen", "system", "auto_reload.clamped"),
     ]
+
+
+def test_a_database_with_money_in_it_upgrades_with_its_foreign_keys_enforced(
+    db_url: str,
+) -> None:
+    """`refill db upgrade` opens SQLite with foreign keys on; SQLite alters a table by
+    copying it, which must not fail (or lose a row) when other rows point to that table."""
+    from refill import services
+    from refill.bootstrap import build
+    from refill.config import Settings
+    from refill.db.database import create_db_engine
+
+    service = build(Settings(database_url=db_url), in_process_worker=False)
+    try:
+        agency, _ = services.create_agency(service.db, name="Has Money")
+        subteam = services.create_subteam(service.db, agency_id=agency.id, name="Calls")
+        services.grant_credits(service.db, agency_id=agency.id, amount=9_000_000, reference="g")
+        services.record_usage(
+            service.db, agency_id=agency.id, subteam_id=subteam.id, amount=1, reference="u"
+        )
+    finally:
+        service.close()
+    engine = create_db_engine(db_url)  # as `refill db upgrade` opens it
+    try:
+        downgrade(engine, "0006")
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as conn:
+            balance = conn.execute(
+                text("SELECT balance FROM accounts WHERE agency_id = :a AND kind = 'wallet'"),
+                {"a": agency.id},
+            ).scalar_one()
+            transfers = conn.execute(text("SELECT count(*) FROM transfers")).scalar_one()
+            if conn.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+                assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+        assert (balance, transfers) == (8_999_999, 2)
+    finally:
+        engine.dispose()
