@@ -1,6 +1,6 @@
 """The one place the web application is assembled: the API's routers, the billing portal,
-and (for ``refill bench`` only) the benchmark's bare route. The API and the portal do not
-know of each other; this module knows of both."""
+the API docs at /docs, and (for ``refill bench`` only) the benchmark's bare route. The API
+and the portal do not know of each other; this module knows of both."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from refill.api.app import ROUTERS
 from refill.api.guard import RequestGuard
 from refill.api.problems import install_error_handlers, unexpected_problem
+from refill.apidocs import install_api_docs
 from refill.bootstrap import Refill
 from refill.portal.app import PREFIX, install_portal, unexpected_page
 
@@ -41,6 +42,9 @@ def create_app(refill: Refill) -> FastAPI:
         summary="Auto-reload for prepaid parent wallets.",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's own pages load Swagger UI and ReDoc from a CDN; ours are vendored.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.refill = refill
     install_error_handlers(app)
@@ -49,6 +53,7 @@ def create_app(refill: Refill) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     install_portal(app, refill)
+    install_api_docs(app)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
