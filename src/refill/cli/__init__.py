@@ -1,11 +1,14 @@
 """The `refill` command: serve, worker, db, agency, keys, wallet, reloads, emails, bench.
 
 One module per group of commands; ``common`` holds what they share (settings from the
-environment, the service, one-line errors without tracebacks).
+environment, the service, one-line errors without tracebacks, the exit statuses).
 """
+
+from typing import Annotated
 
 import typer
 
+from refill import __version__
 from refill.cli import agencies, benchmark, database, emails, keys, reloads, server, wallet
 
 app = typer.Typer(help="Refill: keeps prepaid wallets topped up.", no_args_is_help=True)
@@ -18,5 +21,24 @@ app.add_typer(emails.emails_app, name="emails")
 app.command()(server.serve)
 app.command("worker")(server.run_worker)
 app.command()(benchmark.bench)
+
+
+def print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"refill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def refill_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Refill: keeps prepaid wallets topped up."""
+
 
 __all__ = ["app"]

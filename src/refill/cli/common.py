@@ -1,14 +1,23 @@
-"""What every command shares: settings from the environment, the service, one-line errors."""
+"""What every command shares: settings from the environment, the service, one-line errors.
+
+Exit status, for every command: 0 done; 1 refused or failed (bad input, not found, a port
+in use; for `refill reloads stuck`: something to look at); 2 the database cannot be used
+(no database file, not migrated, cannot be opened), as for a command line Typer refuses.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from sqlalchemy.exc import OperationalError
+from rich.markup import escape
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from refill.bootstrap import Refill, build
 from refill.config import Settings
@@ -17,6 +26,9 @@ from refill.db.migrate import DatabaseBehind, check_up_to_date
 # soft_wrap: messages stay on one line when stderr is a file or a pipe.
 console = Console(stderr=True, soft_wrap=True)
 
+FAILED = 1
+DATABASE_UNUSABLE = 2
+
 
 def logging_to_stderr(level: int = logging.INFO) -> None:
     logging.basicConfig(
@@ -24,13 +36,13 @@ def logging_to_stderr(level: int = logging.INFO) -> None:
     )
 
 
-def fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=1)
+def fail(message: str, *, code: int = FAILED) -> typer.Exit:
+    console.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(code=code)
 
 
-def unreachable(url: str, exc: OperationalError) -> typer.Exit:
-    return fail(f"cannot reach the database at {safe_url(url)}: {exc.orig}")
+def cannot_open(url: str, exc: DBAPIError) -> typer.Exit:
+    return fail(f"cannot open the database at {safe_url(url)}: {exc.orig}", code=DATABASE_UNUSABLE)
 
 
 def settings_from_env() -> Settings:
@@ -46,23 +58,48 @@ def settings_from_env() -> Settings:
         raise fail(f"invalid configuration: {problems}") from None
 
 
-def open_service(*, worker: bool = False) -> Refill:
-    """Build the service on REFILL_DATABASE_URL, refusing a database that is behind."""
-    settings = settings_from_env()
+def open_service(
+    settings: Settings | None = None, *, worker: bool = False, missing_file_ok: bool = False
+) -> Refill:
+    """Build the service on REFILL_DATABASE_URL, refusing a database that is missing or
+    behind (exit 2). ``missing_file_ok`` keeps `refill serve`'s refusal of a new SQLite
+    file as "not migrated" (the file is created by the check)."""
+    if settings is None:
+        settings = settings_from_env()
+    if not missing_file_ok:
+        refuse_missing_sqlite_file(settings.database_url)
     refill = build(settings, in_process_worker=worker)
     try:
         check_up_to_date(refill.db.engine)
     except DatabaseBehind as exc:
         refill.close()
-        raise fail(exc.message) from None
-    except OperationalError as exc:
+        raise fail(exc.message, code=DATABASE_UNUSABLE) from None
+    except DBAPIError as exc:
         refill.close()
-        raise unreachable(settings.database_url, exc) from None
+        raise cannot_open(settings.database_url, exc) from None
     return refill
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names; None for another engine or an in-memory database."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return None
+    if parsed.database in (None, "", ":memory:"):
+        return None
+    if parsed.query.get("uri") in ("true", "1"):
+        return None  # a `file:` URI (memory, read-only modes): sqlite3 decides, not us
+    return Path(os.path.abspath(parsed.database))
+
+
+def refuse_missing_sqlite_file(url: str) -> None:
+    """Exit 2 before connecting when the SQLite file does not exist: connecting would
+    leave an empty file behind that every later command takes for a database."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise fail(f"no database at {path}: run `refill db upgrade` first", code=DATABASE_UNUSABLE)
 
 
 def safe_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)

@@ -7,15 +7,26 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import DBAPIError
 
+from refill import alerts
+from refill.alerts import Alert
 from refill.cli.common import (
+    DATABASE_UNUSABLE,
+    cannot_open,
+    console,
     fail,
     open_service,
 )
 from refill.errors import RefillError
 from refill.money import Money
+from refill.reload.attempt import ReloadAttempt
 
 reloads_app = typer.Typer(help="Reload attempts, for operators.", no_args_is_help=True)
+
+# `refill reloads stuck` exits 1 when it lists something; 2 when it could not look.
+FOUND_SOMETHING = 1
+COULD_NOT_CHECK = DATABASE_UNUSABLE
 
 
 @reloads_app.command("stuck")
@@ -26,23 +37,16 @@ def reloads_stuck(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per item.")] = False,
 ) -> None:
     """List charges whose outcome the gateway has not given for a long time, and the open
-    operator alerts (money taken that could not be credited by itself); exit 1 if any."""
-    from datetime import timedelta
+    operator alerts (money taken that could not be credited by itself).
 
+    Exit status, for monitoring:
+    0 nothing is stuck and no alert is open;
+    1 something is listed;
+    2 the check could not be made (no database, not migrated, cannot be opened, any error).
+    """
     from rich.table import Table
 
-    from refill import alerts
-    from refill.reload.queries import stuck_attempts
-
-    refill = open_service()
-    try:
-        since = refill.db.clock.now() - timedelta(minutes=minutes)
-        stuck = refill.db.read(lambda tx: stuck_attempts(tx, charging_since=since))
-        open_alerts = refill.db.read(alerts.open_alerts)
-    except RefillError as exc:
-        raise fail(exc.message) from None
-    finally:
-        refill.close()
+    stuck, open_alerts = read_what_is_stuck(minutes)
     if as_json:
         for a in stuck:
             typer.echo(
@@ -94,7 +98,36 @@ def reloads_stuck(
         if not stuck and not open_alerts:
             out.print("no stuck reloads, no open alerts")
     if stuck or open_alerts:
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=FOUND_SOMETHING)
+
+
+def read_what_is_stuck(minutes: float) -> tuple[list[ReloadAttempt], list[Alert]]:
+    """The stuck charges and open alerts, or exit 2 on any failure: an uncaught error or a
+    refusal would exit 1, which monitoring reads as "something is stuck"."""
+    from datetime import timedelta
+
+    from refill.reload.queries import stuck_attempts
+
+    try:
+        refill = open_service()
+    except typer.Exit:
+        raise typer.Exit(code=COULD_NOT_CHECK) from None  # its message is already printed
+    except Exception:
+        console.print_exception()
+        raise typer.Exit(code=COULD_NOT_CHECK) from None
+    try:
+        since = refill.db.clock.now() - timedelta(minutes=minutes)
+        stuck = refill.db.read(lambda tx: stuck_attempts(tx, charging_since=since))
+        return stuck, refill.db.read(alerts.open_alerts)
+    except RefillError as exc:
+        raise fail(exc.message, code=COULD_NOT_CHECK) from None
+    except DBAPIError as exc:
+        raise cannot_open(refill.settings.database_url, exc) from None
+    except Exception:
+        console.print_exception()
+        raise typer.Exit(code=COULD_NOT_CHECK) from None
+    finally:
+        refill.close()
 
 
 @reloads_app.command("settle")
@@ -112,7 +145,6 @@ def reloads_settle(
     --paid credits the wallet once, --not-paid cancels it (never charged again)."""
     from functools import partial
 
-    from refill import alerts
     from refill.reload.settlement import settle_by_operator
 
     refill = open_service()
@@ -148,8 +180,6 @@ def resolve_alert(
 ) -> None:
     """Mark an operator alert as dealt with (it leaves `refill reloads stuck`)."""
     from functools import partial
-
-    from refill import alerts
 
     refill = open_service()
     try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import threading
 import time
 from typing import Annotated
@@ -12,14 +14,18 @@ import typer
 
 from refill.cli.common import (
     console,
+    fail,
     logging_to_stderr,
     open_service,
+    settings_from_env,
 )
+
+DEFAULT_HOST = "127.0.0.1"
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
     demo: Annotated[
         bool, typer.Option(help="Seed a demo agency and simulate call traffic.")
     ] = False,
@@ -27,13 +33,18 @@ def serve(
         bool, typer.Option(help="Run reloads in this process (off: leave them to `refill worker`).")
     ] = True,
 ) -> None:
-    """Serve the HTTP API (and, by default, process reloads in the same process)."""
+    """Serve the HTTP API (and, by default, process reloads in the same process).
+
+    Exits 1 at once, before the database is touched, when HOST:PORT cannot be listened on.
+    """
+    settings = settings_from_env()  # reading the configuration touches nothing
+    refuse_unusable_address(host, port, demo=demo)
     import uvicorn
 
     from refill.web import create_app
 
     logging_to_stderr()
-    refill = open_service(worker=worker)
+    refill = open_service(settings, worker=worker, missing_file_ok=True)
     traffic = None
     if demo:
         from refill.demo import DemoTraffic, seed_demo
@@ -56,6 +67,44 @@ def serve(
         if traffic is not None:
             traffic.stop()
         refill.db.dispose()
+
+
+def refuse_unusable_address(host: str, port: int, *, demo: bool) -> None:
+    """Exit 1 unless HOST:PORT can be bound now: found after the demo was seeded, a taken
+    port cost a fresh password that the server already running does not know."""
+    try:
+        try_binding(host, port)
+    except OSError as exc:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if exc.errno != errno.EADDRINUSE:
+            raise fail(f"cannot listen on {shown}: {exc.strerror or exc}") from None
+        message = f"{shown} is already in use (is another `refill serve` running?)."
+        free = next_free_port(host, port)
+        if free is not None:
+            flags = "".join(
+                (f" --host {host}" if host != DEFAULT_HOST else "", " --demo" if demo else "")
+            )
+            message += f" Pick another port: refill serve{flags} --port {free}"
+        raise fail(message) from None
+
+
+def try_binding(host: str, port: int) -> None:
+    """Bind as uvicorn will (SO_REUSEADDR, so a port left in TIME_WAIT is usable), then let go."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
+def next_free_port(host: str, port: int, tries: int = 10) -> int | None:
+    """The first of the next few ports that can be bound now, to suggest; None if none."""
+    for candidate in range(port + 1, min(port + 1 + tries, 65536)):
+        try:
+            try_binding(host, candidate)
+        except OSError:
+            continue
+        return candidate
+    return None
 
 
 def run_worker(
