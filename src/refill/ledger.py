@@ -126,6 +126,13 @@ _INSERT_TRANSFER = prepared(
     "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) "
     "ON CONFLICT (agency_id, kind, reference) DO NOTHING RETURNING id"
 )
+# A subteam's usage finds the wallet through the subteam's row, in the same statement: an
+# unknown or archived subteam moves nothing (one primary-key read, no statement added).
+_MOVE_FOR_SUBTEAM = prepared(
+    "UPDATE accounts SET balance = balance + {p} WHERE id = (SELECT wallet_id FROM subteams "
+    "WHERE id = {p} AND agency_id = {p} AND archived_at IS NULL) AND balance + {p} >= 0 "
+    "RETURNING balance, currency, reload_below, alert_below"
+)
 _BALANCE = prepared("SELECT balance, currency FROM accounts WHERE id = {p}")
 
 
@@ -144,12 +151,15 @@ def _post(
 ) -> Posted | None:
     """Change the wallet's balance by ``delta`` (never below zero) and write the transfer.
 
-    Returns None when the wallet cannot cover a debit (nothing written). Raises
-    DuplicateReference when the reference is taken; the caller's transaction must then
-    roll back, since the balance was already changed.
+    Returns None when the wallet cannot cover a debit, or the subteam named is unknown or
+    archived (nothing written). Raises DuplicateReference when the reference is taken; the
+    caller's transaction must then roll back, since the balance was already changed.
     """
     wallet_id = wallet_id_for(agency_id)
-    row = tx.execute_raw(_MOVE[tx.dialect], (delta, wallet_id, delta))
+    if subteam_id is None:
+        row = tx.execute_raw(_MOVE[tx.dialect], (delta, wallet_id, delta))
+    else:
+        row = tx.execute_raw(_MOVE_FOR_SUBTEAM[tx.dialect], (delta, subteam_id, agency_id, delta))
     if row is None:
         return None
     balance, currency, reload_below, alert_below = row
@@ -215,8 +225,10 @@ def debit_wallet(
 ) -> Posted:
     """Move ``amount`` out of the agency's wallet, refusing to go below zero.
 
-    Raises :class:`InsufficientCredits` (nothing written) or :class:`DuplicateReference`
-    (the caller must roll back: the balance was already updated in this transaction).
+    Raises :class:`InsufficientCredits` (nothing written; also when ``subteam_id`` is
+    unknown or archived, which the caller tells apart on this rare path) or
+    :class:`DuplicateReference` (the caller must roll back: the balance was already
+    updated in this transaction).
     """
     posted = _post(
         tx,

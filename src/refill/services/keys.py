@@ -28,7 +28,7 @@ from refill.errors import (
 from refill.ids import new_id
 from refill.roles import KeyRole
 from refill.services.pages import Page, paginate
-from refill.services.subteams import get_subteam
+from refill.services.subteams import archived_refusal, get_subteam
 
 KEY_PREFIX = "rfl_"
 
@@ -185,7 +185,10 @@ def create_key(
         if tx.conn.execute(select(agencies.c.id).where(agencies.c.id == agency_id)).first() is None:
             raise NotFound(f"agency {agency_id} not found")
         if subteam_id is not None:
-            get_subteam(tx, agency_id, subteam_id)
+            # The agency's lock: a subteam being archived gets no new key past its revocation.
+            ledger.lock_wallet(tx, agency_id)
+            if get_subteam(tx, agency_id, subteam_id).archived:
+                raise archived_refusal(subteam_id)
         role = KeyRole.OWNER if subteam_id is None else KeyRole.SUBTEAM
         issued = issue_key(tx, agency_id=agency_id, role=role, subteam_id=subteam_id, name=name)
         audit.record(
@@ -230,6 +233,10 @@ def list_keys(
     )
 
 
+def read_key(db: Database, *, agency_id: str, key_id: str) -> ApiKey:
+    return db.read(lambda tx: _get_key(tx, key_id, agency_id))
+
+
 def key_agency(db: Database, key_id: str) -> str:
     """The agency a key belongs to (for an operator who knows only the key's id)."""
     return db.read(lambda tx: _get_key(tx, key_id)).agency_id
@@ -264,18 +271,41 @@ def revoke_key(db: Database, *, agency_id: str, key_id: str, actor: str) -> ApiK
                 "this is the agency's last owner key; create another owner key first",
                 code="last_owner_key",
             )
-        tx.conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=tx.now))
-        audit.record(
-            tx,
-            agency_id=agency_id,
-            actor=actor,
-            action="key.revoked",
-            target_id=key_id,
-            before=_key_snapshot(key),
-        )
+        _revoke(tx, key, actor)
         return _get_key(tx, key_id)
 
     return db.write(work)
+
+
+def _revoke(tx: Tx, key: ApiKey, actor: str, reason: str | None = None) -> None:
+    tx.conn.execute(update(api_keys).where(api_keys.c.id == key.id).values(revoked_at=tx.now))
+    audit.record(
+        tx,
+        agency_id=key.agency_id,
+        actor=actor,
+        action="key.revoked",
+        target_id=key.id,
+        before=_key_snapshot(key),
+        after=None if reason is None else {"reason": reason},
+    )
+
+
+def revoke_subteam_keys(tx: Tx, *, agency_id: str, subteam_id: str, actor: str) -> list[str]:
+    """Revoke a subteam's working keys (it is being archived), each audited; the ids.
+    The caller holds the agency's lock."""
+    rows = tx.conn.execute(
+        select(api_keys)
+        .where(
+            api_keys.c.agency_id == agency_id,
+            api_keys.c.subteam_id == subteam_id,
+            api_keys.c.revoked_at.is_(None),
+        )
+        .order_by(api_keys.c.id)
+    ).all()
+    working = [k for k in map(_key_from_row, (r._mapping for r in rows)) if k.active_at(tx.now)]
+    for key in working:
+        _revoke(tx, key, actor, reason="subteam_archived")
+    return [key.id for key in working]
 
 
 def roll_key(

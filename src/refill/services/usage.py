@@ -17,7 +17,7 @@ from refill.errors import (
 )
 from refill.ledger import DuplicateReference, Transfer, TransferKind
 from refill.reload.trigger import trigger_auto_reload
-from refill.services.subteams import get_subteam
+from refill.services.subteams import archived_refusal, get_subteam
 
 
 def record_usage(
@@ -32,9 +32,11 @@ def record_usage(
     """Debit the parent wallet for a subteam's usage, exactly once per reference.
 
     Returns the transfer and whether it was created now. A repeat with the same reference
-    returns the first transfer; the same reference with another amount or subteam is a
-    ``reference_conflict``. The debit, the transfer and the reload trigger are one
-    transaction: two debits can never start two reloads.
+    returns the first transfer (also once the subteam is archived); the same reference
+    with another amount or subteam is a ``reference_conflict``. An archived subteam's new
+    usage is refused (``subteam_archived``) by the debit's own statement. The debit, the
+    transfer and the reload trigger are one transaction: two debits can never start two
+    reloads.
     """
     if amount <= 0:
         raise ValidationFailed(
@@ -69,8 +71,9 @@ def record_usage(
             original = ledger.find_transfer(
                 tx, agency_id=agency_id, kind=TransferKind.USAGE, reference=reference
             )
-            if original is None:
-                get_subteam(tx, agency_id, subteam_id)  # unknown subteam: 404
+            # Unknown subteam: 404; archived: 403 (the debit moved nothing for either).
+            if original is None and get_subteam(tx, agency_id, subteam_id).archived:
+                raise archived_refusal(subteam_id)
             return original
 
         original = db.read(resolve)
@@ -94,13 +97,14 @@ class CallAuthorization:
 
 
 _AUTHORIZE = prepared(
-    "SELECT a.balance, a.currency FROM subteams s JOIN accounts a ON a.id = s.wallet_id "
-    "WHERE s.id = {p} AND s.agency_id = {p}"
+    "SELECT a.balance, a.currency, s.archived_at FROM subteams s "
+    "JOIN accounts a ON a.id = s.wallet_id WHERE s.id = {p} AND s.agency_id = {p}"
 )
 
 
 def authorize_call(db: Database, *, agency_id: str, subteam_id: str) -> CallAuthorization:
-    """Can this subteam take a call now? Not when the parent wallet has no credits.
+    """Can this subteam take a call now? Not when the parent wallet has no credits; never
+    while the subteam is archived (``subteam_archived``).
 
     Asked before every call, so it is one prepared lookup on the hot lane.
     """
@@ -109,6 +113,8 @@ def authorize_call(db: Database, *, agency_id: str, subteam_id: str) -> CallAuth
         row = tx.execute_raw(_AUTHORIZE[tx.dialect], (subteam_id, agency_id))
         if row is None:
             raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
+        if row[2] is not None:
+            raise archived_refusal(subteam_id)
         balance, currency = int(row[0]), row[1]
         if balance > 0:
             return CallAuthorization(True, "credits_available", balance, currency)

@@ -105,10 +105,18 @@ subteams = Table(
     # The parent wallet, copied here (it never changes) so a usage debit is one statement.
     Column("wallet_id", String(40), ForeignKey("accounts.id"), nullable=False),
     Column("name", String(200), nullable=False),
+    # The name as names are compared: trimmed and case-folded (``services.subteams``), so
+    # the same on both engines; folding can lengthen a name, hence the room. Every insert
+    # sets it: the default is there because SQLite adds a NOT NULL column only with one.
+    Column("name_key", String(600), nullable=False, server_default=""),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Set while archived: its keys were revoked, usage and calls are refused.
+    Column("archived_at", UTCDateTime(), nullable=True),
     # Target of the transfers' (subteam, agency) foreign key.
     UniqueConstraint("id", "agency_id", name="uq_subteams_id_agency"),
 )
+# One subteam per name in an agency, archived ones included (0008).
+Index("uq_subteams_agency_name", subteams.c.agency_id, subteams.c.name_key, unique=True)
 
 api_keys = Table(
     "api_keys",
