@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from refill.errors import RefillError
-from refill.portal.common import NOTICES, FormState, PortalRefused, back, page
+from refill.portal.common import NOTICES, FormState, PortalRefused, back, page, plain
 from refill.portal.security import SESSION_COOKIE, Signed, allowed_to_change, csrf_ok
 from refill.roles import MemberRole
 from refill.services import invitations, members, sessions
@@ -17,6 +17,7 @@ from refill.webctx import Service
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 PAGE = "/portal/team/members"
+MEMBER_NOTICES = {**NOTICES, "role_changed": "Role changed."}
 
 
 def render_members(
@@ -28,11 +29,20 @@ def render_members(
     form: FormState | None = None,
     notice: str | None = None,
 ) -> HTMLResponse:
+    people = members.list_members(refill.db, agency_id=session.agency_id)
+    owners = sum(1 for m in people if m.role is MemberRole.OWNER)
     context = {
         "session": session,
-        "members": members.list_members(refill.db, agency_id=session.agency_id),
+        "members": people,
+        # The roles each member may be given from this session (none: no form on the row).
+        "choices": {
+            m.user_id: members.assignable_roles(
+                m, by=session.role, by_user_id=session.user_id, owners=owners
+            )
+            for m in people
+        },
         "form": form or FormState(),
-        "notice": NOTICES.get(notice or ""),
+        "notice": MEMBER_NOTICES.get(notice or ""),
         "roles": tuple(MemberRole),
         "invitations": invitations.pending_invitations(refill.db, agency_id=session.agency_id)
         if session.can_change
@@ -121,6 +131,31 @@ def remove_member(
         form = FormState(message=f"Not removed: {exc.message}.")
         return render_members(request, refill, session, status=exc.status, form=form)
     return back(PAGE, "member_removed")
+
+
+@router.post("/team/members/{user_id}/role")
+def change_role(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    user_id: str,
+    role: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    allowed_to_change(session, csrf_token)
+    try:
+        members.change_role(
+            refill.db,
+            agency_id=session.agency_id,
+            user_id=user_id,
+            role=role,
+            by_user_id=session.user_id,
+            actor=session.actor,
+        )
+    except RefillError as exc:
+        form = FormState(message=f"Role not changed. {plain(exc.message, '')}.")
+        return render_members(request, refill, session, status=exc.status, form=form)
+    return back(PAGE, "role_changed")
 
 
 @router.post("/team/switch")

@@ -198,9 +198,16 @@ def money_or_none(micros: int | None, currency: str) -> str | None:
 
 
 def list_audit_log(
-    db: Database, *, agency_id: str, limit: int = 50, cursor: str | None = None
+    db: Database,
+    *,
+    agency_id: str,
+    limit: int = 50,
+    cursor: str | None = None,
+    action: str | None = None,
 ) -> Page[audit.AuditEntry]:
     stmt = select(audit_log).where(audit_log.c.agency_id == agency_id)
+    if action is not None:
+        stmt = stmt.where(audit_log.c.action == action)
     return paginate(
         db,
         stmt,

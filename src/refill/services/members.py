@@ -3,17 +3,19 @@ what owners and admins may change about them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, insert, select, update
 
 from refill import audit
 from refill.db.database import Database, Tx
-from refill.db.schema import agencies, memberships, portal_sessions, users
+from refill.db.schema import agencies, api_keys, memberships, portal_sessions, users
 from refill.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    RefillError,
     ValidationFailed,
 )
 from refill.ids import new_id
@@ -241,3 +243,126 @@ def set_email_choices(
             raise NotFound("no such member in this agency", code="member_not_found")
 
     db.write(work)
+
+
+def role_refusal(
+    *, by: MemberRole, own: bool, current: MemberRole, new: MemberRole, owners: int
+) -> RefillError | None:
+    """Why someone whose role is ``by`` may not turn ``current`` into ``new`` (``own``: it
+    is their own role), or None. The one rule behind the page's choices and the change."""
+    if not by.can_change:
+        return Forbidden("members cannot change roles", code="read_only")
+    if own and by is not MemberRole.OWNER:
+        return Forbidden("only an owner can change their own role", code="own_role")
+    if by is not MemberRole.OWNER and MemberRole.OWNER in (current, new):
+        return Forbidden(
+            "only an owner can make an owner or change an owner's role", code="owner_protected"
+        )
+    if current is MemberRole.OWNER and new is not MemberRole.OWNER and owners <= 1:
+        return Conflict("an agency needs at least one owner", code="last_owner")
+    return None
+
+
+def assignable_roles(
+    member: Member, *, by: MemberRole, by_user_id: str, owners: int
+) -> tuple[MemberRole, ...]:
+    """The roles ``by`` may give ``member`` instead of theirs (empty: none)."""
+    return tuple(
+        role
+        for role in MemberRole
+        if role is not member.role
+        and role_refusal(
+            by=by,
+            own=member.user_id == by_user_id,
+            current=member.role,
+            new=role,
+            owners=owners,
+        )
+        is None
+    )
+
+
+def change_role(
+    db: Database, *, agency_id: str, user_id: str, role: str, by_user_id: str, actor: str
+) -> Member:
+    """Give a member another role, as ``role_refusal`` allows; audited before -> after.
+
+    The role of the one who asks is read in the transaction, and the agency's row is
+    locked first, so two owners demoting each other at once cannot leave none.
+    """
+    if role not in tuple(MemberRole):
+        raise ValidationFailed("the role must be owner, admin or member", field="role")
+    new = MemberRole(role)
+
+    def role_of(tx: Tx, who: str) -> MemberRole | None:
+        found = tx.conn.execute(
+            select(memberships.c.role).where(
+                memberships.c.user_id == who, memberships.c.agency_id == agency_id
+            )
+        ).scalar()
+        return None if found is None else MemberRole(found)
+
+    def work(tx: Tx) -> Member:
+        tx.conn.execute(select(agencies.c.id).where(agencies.c.id == agency_id).with_for_update())
+        by = role_of(tx, by_user_id)
+        if by is None:
+            raise Forbidden("you are not a member of this agency", code="not_a_member")
+        current = role_of(tx, user_id)
+        email = tx.conn.execute(select(users.c.email).where(users.c.id == user_id)).scalar()
+        if current is None or email is None:
+            raise NotFound("no such member in this agency", code="member_not_found")
+        if current is new:
+            return Member(user_id, email, new)  # nothing changes, nothing is written
+        owners = tx.conn.execute(
+            select(func.count()).where(
+                memberships.c.agency_id == agency_id, memberships.c.role == MemberRole.OWNER
+            )
+        ).scalar_one()
+        refusal = role_refusal(
+            by=by, own=user_id == by_user_id, current=current, new=new, owners=owners
+        )
+        if refusal is not None:
+            raise refusal
+        tx.conn.execute(
+            update(memberships)
+            .where(memberships.c.user_id == user_id, memberships.c.agency_id == agency_id)
+            .values(role=new)
+        )
+        audit.record(
+            tx,
+            agency_id=agency_id,
+            actor=actor,
+            action="member.role_changed",
+            target_id=user_id,
+            before={"role": current},
+            after={"role": new},
+        )
+        return Member(user_id, email, new)
+
+    return db.write(work)
+
+
+def names_in_audit_log(db: Database, *, agency_id: str, ids: Iterable[str]) -> dict[str, str]:
+    """How the audit log names the people and API keys it mentions by id: a user's e-mail,
+    a key's name (keys of this agency only; unnamed keys are left out)."""
+    wanted = set(ids)
+    user_ids = [i for i in wanted if i.startswith("usr_")]
+    key_ids = [i for i in wanted if i.startswith("key_")]
+
+    def work(tx: Tx) -> dict[str, str]:
+        names: dict[str, str] = {}
+        if user_ids:
+            rows = tx.conn.execute(
+                select(users.c.id, users.c.email).where(users.c.id.in_(user_ids))
+            ).all()
+            names.update({row.id: row.email for row in rows})
+        if key_ids:
+            rows = tx.conn.execute(
+                select(api_keys.c.id, api_keys.c.name).where(
+                    api_keys.c.agency_id == agency_id, api_keys.c.id.in_(key_ids)
+                )
+            ).all()
+            names.update({row.id: row.name for row in rows if row.name})
+        return names
+
+    return db.read(work)

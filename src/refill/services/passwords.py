@@ -73,3 +73,17 @@ def check_password(password: str) -> str:
             "the password is too long (1024 characters at most)", field="password"
         )
     return password
+
+
+def check_new_password(password: str, repeat: str) -> str:
+    """A password a signed-in person chooses for themselves: the rules of every other
+    password, and typed the same twice (a typo would lock them out)."""
+    try:
+        check_password(password)
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.message, field="new_password") from None
+    if not secrets.compare_digest(password.encode(), repeat.encode()):
+        raise ValidationFailed(
+            "the two new passwords differ: type the same one twice", field="repeat_password"
+        )
+    return password

@@ -21,9 +21,11 @@ from typing import Literal
 
 from sqlalchemy import case, delete, insert, select, update
 
+from refill import audit
 from refill.db.database import Database, Tx, dialect_insert
 from refill.db.schema import agencies, login_throttle, memberships, portal_sessions, users
 from refill.errors import (
+    Conflict,
     NotFound,
     TooManyAttempts,
     Unauthenticated,
@@ -31,7 +33,13 @@ from refill.errors import (
 )
 from refill.roles import MemberRole
 from refill.services.members import normalize_email
-from refill.services.passwords import DUMMY_HASH, hash_slot, password_matches
+from refill.services.passwords import (
+    DUMMY_HASH,
+    check_new_password,
+    hash_password,
+    hash_slot,
+    password_matches,
+)
 
 IDLE = timedelta(hours=12)
 LIFETIME = timedelta(days=7)
@@ -266,3 +274,95 @@ def sign_out(db: Database, token: str) -> None:
             .values(ended_at=tx.now)
         )
     )
+
+
+def end_other_sessions(tx: Tx, user_id: str, *, keep_token: str) -> int:
+    """Every session of the user ends now but the one of ``keep_token``; how many ended."""
+    ended = tx.conn.execute(
+        update(portal_sessions)
+        .where(
+            portal_sessions.c.user_id == user_id,
+            portal_sessions.c.ended_at.is_(None),
+            portal_sessions.c.id != _digest(keep_token),
+        )
+        .values(ended_at=tx.now)
+    ).rowcount
+    return int(ended)
+
+
+def _verify_own_password(
+    db: Database, session: PortalSession, password: str, keys: tuple[str, str]
+) -> str:
+    """The stored hash, once ``password`` matched it; each try counts in the sign-in
+    throttle (the same keys as signing in), so this form is no way round its limit."""
+    with hash_slot():
+        counts = db.write(lambda tx: tuple(count_attempt(tx, key) for key in keys))
+        if counts[0] > MAX_FAILURES or counts[1] > MAX_PER_ADDRESS:
+            raise TooManyAttempts(
+                f"too many password attempts; wait {int(LOCKOUT.total_seconds() // 60)} "
+                "minutes and try again",
+                retry_after=int(LOCKOUT.total_seconds()),
+            )
+        stored: str = db.read(
+            lambda tx: tx.conn.execute(
+                select(users.c.password_hash).where(users.c.id == session.user_id)
+            ).scalar_one()
+        )
+        matches = password_matches(stored, password)
+    if not matches:
+        raise Unauthenticated(
+            "the current password is wrong", code="wrong_password", field="current_password"
+        )
+    return stored
+
+
+def change_own_password(
+    db: Database,
+    session: PortalSession,
+    *,
+    token: str,
+    current: str,
+    new: str,
+    repeat: str,
+    client_ip: str,
+) -> int:
+    """A signed-in person's new password, once they proved they know the current one.
+
+    Every other session of the user (any agency, any device) ends; the session of
+    ``token`` stays. Audited in the session's agency. Returns how many sessions ended.
+    """
+    check_new_password(new, repeat)  # before anything is counted or written
+    keys = _throttle_keys(session.email, client_ip)
+    stored = _verify_own_password(db, session, current, keys)
+    new_hash = hash_password(new)  # slow: outside the transaction
+
+    def work(tx: Tx) -> int:
+        # Compare-and-set: a change that landed since the check wins, this one is refused.
+        changed = tx.conn.execute(
+            update(users)
+            .where(users.c.id == session.user_id, users.c.password_hash == stored)
+            .values(password_hash=new_hash)
+        ).rowcount
+        if changed != 1:
+            raise Conflict(
+                "the password was changed meanwhile; sign in again with the new one",
+                code="password_changed_meanwhile",
+            )
+        ended = end_other_sessions(tx, session.user_id, keep_token=token)
+        # Like a successful sign-in: this try comes off the counts it was added to.
+        tx.conn.execute(
+            update(login_throttle)
+            .where(login_throttle.c.key.in_(keys), login_throttle.c.attempts > 0)
+            .values(attempts=login_throttle.c.attempts - 1)
+        )
+        audit.record(
+            tx,
+            agency_id=session.agency_id,
+            actor=session.actor,
+            action="account.password_changed",
+            target_id=session.user_id,
+            after={"other_sessions_ended": ended},
+        )
+        return ended
+
+    return db.write(work)
