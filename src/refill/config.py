@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     stripe_publishable_key: str | None = None
     # Another API address: only for tests and emulators (localstripe).
     stripe_api_base: str | None = None
+    # Where the billing page loads Stripe.js from (the CSP follows it); tests point it at
+    # the emulator's mock of Stripe.js.
+    stripe_js_url: str = "https://js.stripe.com/v3/"
     stripe_webhook_tolerance_seconds: int = 300
     # How often the poller looks for attempts left behind by a crash.
     poll_interval_seconds: float = 2.0

@@ -1,9 +1,11 @@
 """`refill serve --demo`: a seeded agency and simulated call traffic.
 
-A newcomer sees auto-reload happen within the first minute: the wallet starts with 25.00 of
-granted credits, a call finishes every two seconds at 0.02 a second of talk time (about
-1.20 a call), and auto-reload is set to reload 50.00 when the balance drops below 20.00,
-so the first reload comes after about ten seconds.
+A newcomer sees Auto Reload happen within the first minute: the wallet starts with 25.00 of
+granted credits, a call finishes every two seconds at 0.01 a second of talk time (about
+0.60 a call, 1,080.00 an hour), and Auto Reload adds 100.00 when the balance drops below
+20.00, so the first reload comes after about 20 seconds. At about 11 reloads an hour the
+demo runs for more than four hours before it meets its limit of 50 reloads a day, so a
+demo left alone keeps its subteams taking calls (``tests/integration/test_demo_hour.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ log = logging.getLogger("refill.demo")
 DEMO_AGENCY = "Demo Agency"
 DEMO_OWNER = "owner@demo.refill.test"
 SUBTEAMS = ("Inbound Sales", "Customer Support", "Outbound Campaigns")
+DEMO_DAILY_LIMIT = 50
+COST_PER_SECOND = 10_000  # 0.01 a second of call
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,9 @@ def seed_demo(refill: Refill) -> DemoAgency:
         change=SettingsChange(
             enabled=True,
             threshold=parse_amount("20.00"),
-            reload_amount=parse_amount("50.00"),
+            reload_amount=parse_amount("100.00"),
             payment_method_id=card.id,
+            daily_limit=DEMO_DAILY_LIMIT,
         ),
         actor="cli",
     )
@@ -125,6 +130,7 @@ class DemoTraffic:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="refill-demo", daemon=True)
         self._rng = random.Random()  # noqa: S311  simulated calls, not a secret
+        self.calls = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -134,29 +140,35 @@ class DemoTraffic:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        calls = 0
         while not self._stop.wait(self.interval):
-            subteam = self._rng.choice(self.demo.subteam_ids)
-            seconds = self._rng.randint(20, 100)
-            cost = seconds * 20_000  # 0.02 per second of call
-            calls += 1
             try:
-                transfer, _ = services.record_usage(
-                    self.refill.db,
-                    agency_id=self.demo.agency_id,
-                    subteam_id=subteam,
-                    amount=cost,
-                    reference=f"demo-call-{self._rng.getrandbits(64):016x}",
-                    description=f"{seconds}s call",
-                )
-                log.info(
-                    "call %d: %ds billed %s, balance %s",
-                    calls,
-                    seconds,
-                    format_amount(cost, "USD"),
-                    format_amount(transfer.wallet_balance_after, "USD"),
-                )
-            except InsufficientCredits:
-                log.warning("call %d refused: no credits", calls)
+                self.place_call()
             except Exception:
                 log.exception("demo traffic failed")
+
+    def place_call(self) -> bool:
+        """One simulated call, billed to a random subteam; False when it was refused."""
+        subteam = self._rng.choice(self.demo.subteam_ids)
+        seconds = self._rng.randint(20, 100)
+        cost = seconds * COST_PER_SECOND
+        self.calls += 1
+        try:
+            transfer, _ = services.record_usage(
+                self.refill.db,
+                agency_id=self.demo.agency_id,
+                subteam_id=subteam,
+                amount=cost,
+                reference=f"demo-call-{self._rng.getrandbits(64):016x}",
+                description=f"{seconds}s call",
+            )
+        except InsufficientCredits:
+            log.warning("call %d refused: no credits", self.calls)
+            return False
+        log.info(
+            "call %d: %ds billed %s, balance %s",
+            self.calls,
+            seconds,
+            format_amount(cost, "USD"),
+            format_amount(transfer.wallet_balance_after, "USD"),
+        )
+        return True

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
+
+from babel.numbers import format_currency, get_currency_symbol
 
 from refill.errors import InvalidAmount, UnsupportedCurrency, ValidationFailed
 
@@ -129,6 +132,43 @@ def parse_amount(text: str, *, field: str = "amount", allow_negative: bool = Fal
             raise InvalidAmount(f"{field} must not be negative (got {text!r})", field=field)
         micros = -micros
     return micros
+
+
+# What a person types in a form, once its currency sign or code is gone: digits with
+# thousands separators in groups of three, or without them, and an optional fraction.
+_TYPED = re.compile(r"(?P<whole>[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?P<frac>\.[0-9]*)?")
+LOCALE = "en_US"
+
+
+def parse_typed_amount(text: str, currency: str, *, field: str = "amount") -> int:
+    """An amount as a person types it on the billing page (``"$30"``, ``"1,000.50"``,
+    ``"30 USD"``) into micro-units; what is left after the currency's sign or code and the
+    thousands separators must be what ``parse_amount`` accepts. The API stays strict."""
+    cleaned = text.strip()
+    marks = sorted({currency, get_currency_symbol(currency, locale=LOCALE)}, key=len, reverse=True)
+    for mark in marks:
+        if cleaned.upper().startswith(mark.upper()):
+            cleaned = cleaned[len(mark) :].strip()
+            break
+        if cleaned.upper().endswith(mark.upper()):
+            cleaned = cleaned[: -len(mark)].strip()
+            break
+    typed = _TYPED.fullmatch(cleaned)
+    if typed is None:
+        raise InvalidAmount(
+            f'{field} must be an amount such as "25.00" or "1,000.50" (got {text.strip()!r})',
+            field=field,
+        )
+    whole = typed["whole"].replace(",", "").lstrip("0") or "0"
+    frac = (typed["frac"] or "").rstrip(".")
+    return parse_amount(whole + frac, field=field)
+
+
+def display_amount(micros: int, currency: str) -> str:
+    """An amount in a person's words, ``$40.00`` (Babel's currency formatting), keeping
+    sub-cent digits where there are some (usage is metered in micro-units)."""
+    value = Decimal(format_amount(micros, currency))
+    return str(format_currency(value, currency, locale=LOCALE, decimal_quantization=False))
 
 
 def format_amount(micros: int, currency: str | None = None) -> str:

@@ -24,7 +24,7 @@ from refill.db.database import Database, Tx
 from refill.gateway.base import ChargeResult, ChargeStatus, PaymentGateway
 from refill.money import Money
 from refill.reload import changes, machine, queries
-from refill.reload.attempt import ClaimedAttempt, ReloadAttempt, charge_request
+from refill.reload.attempt import ClaimedAttempt, ReloadAttempt, charge_request, claimed, must_load
 from refill.reload.policy import ReloadPolicy
 from refill.reload.states import AttemptStatus
 from refill.reload.trigger import NewReloadAttempt
@@ -35,6 +35,9 @@ log = logging.getLogger("refill.worker")
 # Stripe remembers an idempotency key for 24 hours: a charge is re-sent under its key only
 # within this much of its first sending, when the gateway cannot say what became of it.
 RESEND_WINDOW = timedelta(hours=23)
+# A reload waiting for 3-D Secure is looked up at the gateway once it has waited this long,
+# and again as often: the owner may have authenticated elsewhere and no webhook come.
+WAITING_CHECK_EVERY = timedelta(minutes=5)
 
 
 class LeaseKeeper:
@@ -103,6 +106,7 @@ class ReloadProcessor:
         self.leases = LeaseKeeper(db, lease)
         self.stuck_after = stuck_after
         self._reported_stuck: set[str] = set()
+        self._waiting_checked: dict[str, datetime] = {}
 
     @property
     def lease(self) -> timedelta:
@@ -130,6 +134,41 @@ class ReloadProcessor:
         return self._charge_and_record(claimed)
 
     charge_request = staticmethod(charge_request)
+
+    def refresh_waiting(self, attempt_id: str) -> ReloadAttempt:
+        """Ask the gateway what became of a reload waiting for 3-D Secure and record it now
+        (the owner came back from authenticating, or it has waited long): the webhook
+        secret is optional, so a webhook alone could leave a payment uncredited."""
+        waiting = self.db.read(lambda tx: claimed(tx, must_load(tx, attempt_id)))
+        attempt = waiting.attempt
+        if attempt.status is not AttemptStatus.REQUIRES_ACTION:
+            return attempt
+        found = self.gateway.find_charge(self.charge_request(waiting), attempt.gateway_payment_id)
+        if found is None or found.status in (ChargeStatus.REQUIRES_ACTION, ChargeStatus.UNKNOWN):
+            return attempt
+        outcome = self.db.write(
+            lambda tx: machine.record_charge_outcome(tx, self.policy, attempt_id, found)
+        )
+        self._log_outcome(attempt, outcome)
+        return outcome
+
+    def _refresh_long_waiting(self, now: datetime, limit: int) -> None:
+        waiting = self.db.read(
+            lambda tx: queries.waiting_for_authentication(
+                tx, updated_before=now - WAITING_CHECK_EVERY, limit=limit
+            )
+        )
+        checked = self._waiting_checked
+        self._waiting_checked = {k: v for k, v in checked.items() if k in waiting}
+        for attempt_id in waiting:
+            last = checked.get(attempt_id)
+            if last is not None and now - last < WAITING_CHECK_EVERY:
+                continue
+            self._waiting_checked[attempt_id] = now
+            try:
+                self.refresh_waiting(attempt_id)
+            except Exception:
+                log.exception("looking up reload %s, waiting for 3-D Secure, failed", attempt_id)
 
     def _ask_gateway(self, claimed: ClaimedAttempt, *, reconcile: bool) -> ChargeResult:
         attempt = claimed.attempt
@@ -237,6 +276,7 @@ class ReloadProcessor:
         lifted = self.db.read(lambda tx: queries.wallets_with_lifted_blocks(tx, now, limit))
         for agency_id in lifted:
             self.db.write(partial(changes.reevaluate_after_block, agency_id=agency_id))
+        self._refresh_long_waiting(now, limit)
         self.report_stuck(now)
         return done
 

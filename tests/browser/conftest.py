@@ -4,11 +4,12 @@ agency per test, and a screenshot of every page a test opened, in test-output/<t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,26 @@ def screenshots(request: pytest.FixtureRequest) -> Iterator[list[Page]]:
     for number, page in enumerate(pages):
         if not page.is_closed():
             page.screenshot(path=str(folder / f"page-{number}.png"), full_page=True)
-        page.context.close()
+    # Closed only once every page is photographed: pages may share a context.
+    for context in {id(page.context): page.context for page in pages}.values():
+        context.close()
+
+
+@pytest.fixture
+def snap(request: pytest.FixtureRequest) -> Callable[[Page, str], None]:
+    """Photograph a page as it is now, at desktop and at phone size, as ``<label>-desktop.png``
+    and ``<label>-phone.png`` in the test's folder (a state that the test then resolves)."""
+    folder = OUTPUT / re.sub(r"[^\w.-]+", "_", request.node.name)
+
+    def take(page: Page, label: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        size = page.viewport_size or {"width": 1280, "height": 720}
+        for name, (width, height) in (("desktop", (1280, 900)), ("phone", (390, 844))):
+            page.set_viewport_size({"width": width, "height": height})
+            page.screenshot(path=str(folder / f"{label}-{name}.png"), full_page=True)
+        page.set_viewport_size(size)
+
+    return take
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +107,10 @@ def agency(served: tuple[Server, str], request: pytest.FixtureRequest) -> tuple[
     """An agency made with the real CLI, whose owner password arrives on stdin.
     Returns the server, the owner's e-mail and the owner's API key."""
     server, url = served
-    email = f"Owner@{request.node.name.replace('_', '-')[:40]}.test"
+    # A valid host name (no label ends in "-"), unique per test and per parameter.
+    name = request.node.name
+    label = re.sub(r"[^a-z0-9]+", "-", name.lower())[:32].strip("-")
+    email = f"Owner@{label}-{hashlib.sha256(name.encode()).hexdigest()[:8]}.test"
     created = subprocess.run(
         [
             *(REFILL, "agency", "create", "--name", "Browser Agency", "--json"),
@@ -120,7 +143,10 @@ def signed_in(browser: Browser, server: Server, email: str, shots: list[Page]) -
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
+    # An argon2 check takes a while when the machine is busy (the suite runs in parallel).
+    expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible(
+        timeout=SEEN_WITHIN_MS
+    )
     return page
 
 
@@ -128,3 +154,27 @@ def add_card(page: Page, card_name: str) -> None:
     page.get_by_label("Add a test card (sandbox)").select_option(label=card_name)
     page.get_by_role("button", name="Add card").click()
     expect(page.get_by_text("Card saved.")).to_be_visible()
+
+
+def add_credits(page: Page, typed: str, shown: str, card: str = "Visa ending 4242") -> None:
+    """Add credits as an owner does: type, review what will be charged, confirm."""
+    page.get_by_label("Amount (USD)", exact=True).fill(typed)
+    page.get_by_label("Pay with").select_option(label=card)
+    page.get_by_role("button", name="Review").click()
+    expect(page.get_by_test_id("credits-confirm")).to_contain_text(f"Charge {shown} to {card}")
+    page.get_by_role("button", name=f"Charge {shown}").click()
+    expect(page.get_by_role("status")).to_have_text(f"Added {shown} from {card}.")
+
+
+def enable_auto_reload(page: Page, threshold: str = "20.00", reload_amount: str = "50.00") -> None:
+    page.get_by_label("Minimum threshold (USD)").fill(threshold)
+    page.get_by_label("Reload amount (USD)").fill(reload_amount)
+    page.get_by_label("Payment method", exact=True).select_option(index=1)
+    page.get_by_label("Auto Reload on").check()
+    page.get_by_role("button", name="Save Auto Reload").click()
+    expect(page.get_by_text("Auto Reload settings saved.")).to_be_visible()
+
+
+def fits_the_screen(page: Page) -> bool:
+    """No horizontal scrolling: the page is no wider than the window."""
+    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
-from tests.browser.conftest import add_card, signed_in
+from tests.browser.conftest import add_card, add_credits, fits_the_screen, signed_in
 from tests.support.mailbox import Mailbox
 from tests.support.receiver import Receiver
 from tests.support.server import Server
@@ -31,11 +31,6 @@ def on_a_phone(browser: Browser, server: Server, signed_in_page: Page) -> Page:
         base_url=server.base, viewport=PHONE, storage_state=signed_in_page.context.storage_state()
     )
     return phone.new_page()
-
-
-def fits_the_screen(page: Page) -> bool:
-    """No horizontal scrolling: the page is no wider than the window."""
-    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
 
 
 def test_an_owner_adds_a_webhook_endpoint_sees_its_secret_once_and_a_test_delivered(
@@ -110,9 +105,8 @@ def test_a_receipt_page_shows_what_was_charged_prints_cleanly_and_downloads_as_p
     server, email, _ = agency
     page = signed_in(browser, server, email, screenshots)
     add_card(page, "Visa ending 4242 — succeeds")
-    page.get_by_label("Amount (USD)", exact=True).fill("30.00")
-    page.get_by_role("button", name="Add credits").click()
-    expect(page.get_by_test_id("balance")).to_have_text("30.00")
+    add_credits(page, "30.00", "$30.00")
+    expect(page.get_by_test_id("balance")).to_have_text("$30.00")
 
     page.get_by_role("link", name="Receipt").first.click()
     expect(page.get_by_role("heading", name="Receipt R-000001")).to_be_visible()

@@ -8,18 +8,17 @@ import re
 
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import PASSWORD, SEEN_WITHIN_MS, add_card, link_of, signed_in
+from tests.browser.conftest import (
+    PASSWORD,
+    SEEN_WITHIN_MS,
+    add_card,
+    add_credits,
+    enable_auto_reload,
+    link_of,
+    signed_in,
+)
 from tests.support.mailbox import Mailbox
 from tests.support.server import Server, call, client
-
-
-def enable_auto_reload(page: Page) -> None:
-    page.get_by_label("Minimum Threshold (USD)").fill("20.00")
-    page.get_by_label("Reload Amount (USD)").fill("50.00")
-    page.get_by_label("Payment method", exact=True).select_option(index=1)
-    page.get_by_label("Auto reload on").check()
-    page.get_by_role("button", name="Save auto reload").click()
-    expect(page.get_by_text("Auto-reload settings saved.")).to_be_visible()
 
 
 def test_an_owner_sets_up_auto_reload_and_watches_the_reload_arrive_without_reloading(
@@ -30,12 +29,11 @@ def test_an_owner_sets_up_auto_reload_and_watches_the_reload_arrive_without_relo
     expect(page.get_by_test_id("service")).to_have_text("No credits: calls are being refused")
 
     add_card(page, "Visa ending 4242 — succeeds")
-    page.get_by_label("Amount (USD)", exact=True).fill("21.00")
-    page.get_by_role("button", name="Add credits").click()
-    expect(page.get_by_test_id("balance")).to_have_text("21.00")
+    add_credits(page, "21", "$21.00")
+    expect(page.get_by_test_id("balance")).to_have_text("$21.00")
     enable_auto_reload(page)
     expect(page.get_by_test_id("service")).to_have_text("Subteams can take calls")
-    expect(page.get_by_test_id("auto-reload-status")).to_contain_text("Auto-reload is on")
+    expect(page.get_by_test_id("auto-reload-status")).to_contain_text("On: below $20.00")
 
     with client(server, key) as owner_api:
         subteam = call(owner_api, "POST", "/v1/subteams", 201, json={"name": "Sales"})["id"]
@@ -51,14 +49,13 @@ def test_an_owner_sets_up_auto_reload_and_watches_the_reload_arrive_without_relo
             )
 
     # No page reload: the page refreshes its live part by itself.
-    expect(page.get_by_test_id("balance")).to_have_text("69.80", timeout=SEEN_WITHIN_MS)
+    expect(page.get_by_test_id("balance")).to_have_text("$69.80", timeout=SEEN_WITHIN_MS)
     newest = page.get_by_test_id("reload-row").first
-    expect(newest).to_contain_text("Auto-reload")
-    expect(newest).to_contain_text("50.00 USD")
-    expect(newest).to_contain_text("succeeded")
-    expect(
-        page.get_by_role("img", name=re.compile("Balance over the last 30 days"))
-    ).to_be_visible()
+    expect(newest).to_contain_text("Auto Reload")
+    expect(newest).to_contain_text("$50.00")
+    expect(newest).to_contain_text("Visa ending 4242")
+    expect(newest).to_contain_text("Succeeded")
+    expect(page.get_by_role("img", name=re.compile("Balance over time"))).to_be_visible()
 
 
 def test_a_declined_card_shows_the_failure_and_the_suspended_state(
@@ -71,12 +68,15 @@ def test_a_declined_card_shows_the_failure_and_the_suspended_state(
     enable_auto_reload(page)
 
     expect(page.get_by_test_id("auto-reload-status")).to_contain_text(
-        "Auto-reload is suspended", timeout=SEEN_WITHIN_MS
+        "Suspended", timeout=SEEN_WITHIN_MS
     )
-    expect(page.get_by_test_id("auto-reload-status")).to_contain_text("expired_card")
+    banner = page.get_by_test_id("banner")
+    expect(banner).to_have_attribute("data-state", "suspended")
+    expect(banner).to_contain_text("Auto Reload is suspended")
+    expect(banner).to_contain_text("expired_card")
     failed = page.get_by_test_id("reload-row").first
-    expect(failed).to_contain_text("failed")
-    expect(failed).to_contain_text("Your card has expired.")
+    expect(failed).to_contain_text("Failed")
+    expect(failed).to_contain_text("The card has expired")
     expect(page.get_by_test_id("service")).to_have_text("No credits: calls are being refused")
 
 
@@ -112,7 +112,7 @@ def test_an_invited_member_accepts_sets_a_password_and_can_only_look(
     member.get_by_role("button", name="Create my account and join").click()
     expect(member.get_by_role("status")).to_contain_text("you are now a member")
     expect(member.get_by_text("You have read-only access")).to_be_visible()
-    expect(member.get_by_role("button", name="Save auto reload")).to_have_count(0)
+    expect(member.get_by_role("button", name="Save Auto Reload")).to_have_count(0)
     expect(member.get_by_role("button", name="Add credits")).to_have_count(0)
     status = member.evaluate(
         """async (token) => (await fetch('/portal/team/billing/payment-methods', {method: 'POST',

@@ -313,7 +313,7 @@ def test_serve_demo_logs_a_succeeded_auto_reload_within_a_minute_and_prints_a_wo
         lambda: f"no succeeded reload logged within {DEMO_RELOAD_WITHIN}s:\n{server.output}",
     )
     assert "auto reload" in line, line
-    assert "+50.00 USD" in line, line
+    assert "+100.00 USD" in line, line  # the demo reloads 100.00 below 20.00
 
     printed = "".join(server.stdout) + "".join(server.stderr)
     match = re.search(r"owner key:\s*(\S+)", printed)
@@ -324,9 +324,12 @@ def test_serve_demo_logs_a_succeeded_auto_reload_within_a_minute_and_prints_a_wo
         assert wallet["auto_reload"]["status"] == "active"
         assert (wallet["auto_reload"]["threshold"], wallet["auto_reload"]["reload_amount"]) == (
             "20.00",
-            "50.00",
+            "100.00",
         )
-        assert any(r["status"] == "succeeded" and r["amount"] == "50.00" for r in auto_reloads(api))
+        assert wallet["auto_reload"]["daily_limit"] == 50  # an hour left alone meets no rail
+        assert any(
+            r["status"] == "succeeded" and r["amount"] == "100.00" for r in auto_reloads(api)
+        )
 
     # The billing page opens with the e-mail and password printed next to the URL.
     login = re.search(r"sign in:\s*(\S+@\S+) / (\S+)", printed)

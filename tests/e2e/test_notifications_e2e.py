@@ -69,14 +69,14 @@ def test_a_hard_decline_is_emailed_to_the_owner_by_the_running_service(
         call(api, "POST", "/v1/usage", 201, json=usage)
 
         wait_for(
-            lambda: mailbox.about("Auto-reload failed"),
+            lambda: mailbox.about("Auto Reload failed"),
             15,
             lambda: f"no e-mail: {[m.subject for m in mailbox.messages]}\n{server.output}",
         )
-    [failed] = mailbox.about("Auto-reload failed")
+    [failed] = mailbox.about("Auto Reload failed")
     record_property("hard_decline_to_email_seconds", round(failed.at - sent, 3))
     assert failed.to == ["books@acme.test"]  # an API-only agency: its billing address
-    assert failed.subject == "Auto-reload failed: Visa ending 0069 was declined"
+    assert failed.subject == "Auto Reload failed: Visa ending 0069 was declined"
     assert "https://billing.example.com/portal/team/billing" in failed.text
 
 

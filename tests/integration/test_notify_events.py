@@ -188,11 +188,11 @@ def test_a_hard_decline_emits_failed_without_retry_then_suspended_and_emails_the
     # Owners, admins and the billing addresses are told; a read-only member is not.
     everyone = ["admin@acme.test", "books@acme.test", agency.owner_email]
     assert failed_mail.to == suspended_mail.to == sorted(everyone)
-    assert failed_mail.subject == "Auto-reload failed: Visa ending 0069 was declined"
+    assert failed_mail.subject == "Auto Reload failed: Visa ending 0069 was declined"
     for fact in ("$50.00", "the card has expired", "will not try this card again"):
         assert fact in failed_mail.text
     assert link_in(failed_mail) == "/portal/team/billing"
-    assert suspended_mail.subject.startswith("Auto-reload is suspended")
+    assert suspended_mail.subject.startswith("Auto Reload is suspended")
     assert "Visa ending 0069" in suspended_mail.text
     assert "$50.00" in failed_mail.html  # the HTML part says the same
 
@@ -237,10 +237,10 @@ def test_a_soft_decline_gives_its_retry_time_and_emails_once_for_the_whole_chain
     mail = mailbox.wait_for(2)
     time.sleep(0.3)  # anything more would have arrived by now
     assert sorted(m.subject.split(":")[0] for m in mailbox.messages) == [
-        "Auto-reload failed",
-        "Auto-reload is suspended for Acme Voice",
+        "Auto Reload failed",
+        "Auto Reload is suspended for Acme Voice",
     ]
-    [first] = [m for m in mail if m.subject.startswith("Auto-reload failed")]
+    [first] = [m for m in mail if m.subject.startswith("Auto Reload failed")]
     assert "We will try again at 2026-11-25 13:00 (UTC)" in first.text
     assert "insufficient" in first.text or "enough funds" in first.text
 
@@ -277,7 +277,7 @@ def test_a_rail_that_blocks_a_reload_says_which_and_until_when(
     assert blocked["rail"] == "daily_limit"
     assert blocked["until"] == "2026-11-26T00:00:00Z"
     [mail] = [m for m in mailbox.wait_for(2) if "paused" in m.subject]
-    assert mail.subject == "Auto-reload paused by your daily reload limit"
+    assert mail.subject == "Auto Reload paused by your daily reload limit"
     assert "2026-11-26 00:00 (UTC)" in mail.text
 
 

@@ -136,7 +136,9 @@ def test_forms_work_without_javascript_and_come_back_with_a_notice(
     [card] = services.list_payment_methods(refill.db, agency_id=owner.id).data
 
     credited = post(
-        client, "/portal/team/billing/credits", {"amount": "30.00", "payment_method_id": card.id}
+        client,
+        "/portal/team/billing/credits",
+        {"amount": "30.00", "payment_method_id": card.id, "confirmed": "yes"},
     )
     saved = post(
         client,
@@ -149,13 +151,13 @@ def test_forms_work_without_javascript_and_come_back_with_a_notice(
         },
     )
 
-    assert credited.headers["location"].endswith("notice=credits_added")
+    assert "?notice=credits_added&added=rld_" in credited.headers["location"]
     assert saved.headers["location"].endswith("notice=auto_reload_saved")
     page = client.get(saved.headers["location"]).text
-    assert "Auto-reload settings saved." in page
-    assert 'data-testid="balance">30.00' in page
+    assert "Auto Reload settings saved." in page
+    assert 'data-testid="balance">$30.00' in page
     assert "Subteams can take calls" in page
-    assert "Auto-reload is on" in page
+    assert "On: below $20.00, Refill charges Visa ending 4242" in page
     wallet = settings_of(refill, owner)
     assert (wallet.balance, wallet.auto_reload.status) == (30_000_000, "active")
     audit = services.list_audit_log(refill.db, agency_id=owner.id).data
@@ -172,19 +174,19 @@ def test_forms_work_without_javascript_and_come_back_with_a_notice(
     [
         pytest.param(
             {"threshold": "abc", "reload_amount": "50.00"},
-            "threshold-error",
-            "The minimum threshold must be a decimal",
+            "f-threshold-error",
+            "The minimum threshold must be an amount such as",
             id="not-a-number",
         ),
         pytest.param(
             {"threshold": "20.00", "reload_amount": "1.00"},
-            "reload-amount-error",
+            "f-reload_amount-error",
             "The reload amount must be between 5.00 and 10000.00",
             id="below-minimum",
         ),
         pytest.param(
             {"threshold": "-5", "reload_amount": "50.00"},
-            "threshold-error",
+            "f-threshold-error",
             "The minimum threshold",
             id="negative",
         ),
@@ -342,12 +344,13 @@ def test_the_history_lists_reloads_and_top_ups_newest_first_and_pages(
         post(
             client,
             "/portal/team/billing/credits",
-            {"amount": f"{amount}.00", "payment_method_id": card.id},
+            {"amount": f"{amount}.00", "payment_method_id": card.id, "confirmed": "yes"},
         )
 
     first = client.get("/portal/team/billing").text
     amounts = re.findall(
-        r'class="num">(\d+\.\d\d) USD', first.split('id="history-h"')[1].split("</table>")[0]
+        r'data-label="Amount" class="num">\$(\d+\.\d\d)<',
+        first.split('id="history-h"')[1].split("</table>")[0],
     )
     older = re.search(r'href="(/portal/team/billing\?cursor=[^"]+)"', first)
 
@@ -355,7 +358,8 @@ def test_the_history_lists_reloads_and_top_ups_newest_first_and_pages(
     assert older
     second = client.get(older.group(1).replace("&amp;", "&")).text
     rest = re.findall(
-        r'class="num">(\d+\.\d\d) USD', second.split('id="history-h"')[1].split("</table>")[0]
+        r'data-label="Amount" class="num">\$(\d+\.\d\d)<',
+        second.split('id="history-h"')[1].split("</table>")[0],
     )
     assert rest == ["7.00", "6.00", "5.00"]
 
@@ -539,11 +543,16 @@ def test_adding_credits_with_a_declined_card_says_so_and_credits_nothing(
     [card] = services.list_payment_methods(refill.db, agency_id=owner.id).data
 
     response = post(
-        client, "/portal/team/billing/credits", {"amount": "30.00", "payment_method_id": card.id}
+        client,
+        "/portal/team/billing/credits",
+        {"amount": "30.00", "payment_method_id": card.id, "confirmed": "yes"},
     )
 
     assert response.status_code == 402
-    assert "The card was declined: Your card was declined. Nothing was charged." in response.text
+    assert (
+        "Visa ending 0341 was declined: the bank declined the charge without saying why. "
+        "Nothing was charged." in response.text
+    )
     assert settings_of(refill, owner).balance == 0
     [attempt] = services.list_reloads(refill.db, agency_id=owner.id).data
     assert (attempt.trigger, attempt.status) == ("manual", "failed")
@@ -600,12 +609,17 @@ def test_the_same_add_credits_form_sent_twice_charges_the_card_once(
 ) -> None:
     post(client, "/portal/team/billing/payment-methods", {"token": "pm_card_visa"})
     [card] = services.list_payment_methods(refill.db, agency_id=owner.id).data
-    page = client.get("/portal/team/billing").text
+    review = post(
+        client, "/portal/team/billing/credits", {"amount": "$30", "payment_method_id": card.id}
+    ).text
+    assert "Charge <strong>$30.00</strong> to <strong>Visa ending 4242</strong>" in review
+    assert not refill.gateway.calls  # type: ignore[attr-defined]  # nothing charged to review
     form = {
-        "amount": "30.00",
+        "amount": re.findall(r'name="amount" value="([^"]+)"', review)[0],
         "payment_method_id": card.id,
-        "csrf_token": hidden_csrf(page),
-        "request_key": re.findall(r'name="request_key" value="([^"]+)"', page)[0],
+        "csrf_token": hidden_csrf(review),
+        "request_key": re.findall(r'name="request_key" value="([^"]+)"', review)[0],
+        "confirmed": "yes",
     }
 
     first = client.post("/portal/team/billing/credits", data=form, follow_redirects=False)

@@ -107,7 +107,12 @@ def test_the_chart_has_the_balance_at_each_hour_the_opening_balance_and_reload_m
         90_000_000,
         130_000_000,
     ]
-    assert len(history.points) == 1 + 30 * 24 + 1  # start, every whole hour, now
+    # The start, every whole hour until a day ago, that moment, every five minutes since, now.
+    assert len(history.points) == 1 + 29 * 24 + 1 + (24 * 12 - 1) + 1
+    assert all(
+        later.at - earlier.at <= timedelta(minutes=5)
+        for earlier, later in zip(history.points[-289:-1], history.points[-288:], strict=True)
+    )
     [mark] = history.reloads
     assert (mark.trigger, mark.status, mark.amount, mark.balance_after) == (
         "manual",
@@ -240,11 +245,13 @@ def test_a_reload_stopped_by_the_daily_limit_shows_the_rail_and_until_when(world
         assert sign_in(client, world.owner_email).status_code == 303
         page = client.get("/portal/team/billing").text
 
+    assert 'data-state="blocked"' in page
     assert (
-        "The last reload was stopped by the daily reload limit until 2026-01-02 00:00 (UTC)."
+        "Auto Reload is paused by your daily reload limit</strong> until 2026-01-02 00:00 (UTC)"
         in page
     )
+    assert 'href="#auto-reload">Raise the limit</a>' in page
     rows = page.split('data-testid="reload-row"')[1:]
-    assert "blocked" in rows[0]
+    assert "Blocked" in rows[0]
     assert "daily reload limit" in rows[0]
-    assert "succeeded" in rows[1]
+    assert "Succeeded" in rows[1]

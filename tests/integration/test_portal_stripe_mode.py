@@ -14,6 +14,7 @@ from refill import services
 from refill.bootstrap import Refill, build
 from refill.config import Settings
 from refill.gateway.stripe import StripeGateway
+from refill.reload.settings import SettingsChange
 from refill.web import create_app
 from tests.support.portal import Agency, make_agency, page_csrf, post, sign_in
 from tests.support.stripe_peer import LocalStripe, gateway_on
@@ -56,7 +57,27 @@ def test_the_page_loads_stripe_js_and_lets_its_frames_and_api_through_only_in_st
     csp = page.headers["content-security-policy"]
     assert "script-src 'self' https://js.stripe.com;" in csp
     assert "frame-src https://js.stripe.com https://hooks.stripe.com;" in csp
-    assert "connect-src 'self' https://api.stripe.com;" in csp
+    assert "connect-src 'self' https://js.stripe.com https://api.stripe.com;" in csp
+
+
+def test_stripe_js_is_loaded_from_refill_stripe_js_url_and_the_csp_follows_it(
+    db_url: str, stripe_gateway: StripeGateway
+) -> None:
+    settings = Settings(
+        database_url=db_url, stripe_js_url="http://127.0.0.1:8420/js.stripe.com/v3/"
+    )
+    service = build(settings, gateway=stripe_gateway, in_process_worker=False)
+    try:
+        with TestClient(create_app(service)) as client:
+            assert sign_in(client, make_agency(service).owner_email).status_code == 303
+            page = client.get("/portal/team/billing")
+    finally:
+        service.close()
+
+    assert '<script src="http://127.0.0.1:8420/js.stripe.com/v3/"></script>' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self' http://127.0.0.1:8420;" in csp
+    assert "https://js.stripe.com" not in csp
 
 
 def test_the_sandbox_page_never_loads_stripe_js(db_url: str) -> None:
@@ -120,3 +141,52 @@ def test_a_card_stripe_refuses_to_attach_is_shown_next_to_the_form_and_not_saved
     assert 400 <= response.status_code < 500
     assert '<p class="field-error">' in response.text
     assert services.list_payment_methods(refill.db, agency_id=owner.id).data == []
+
+
+def test_a_payment_authenticated_with_stripe_js_is_recorded_when_the_browser_returns(
+    owner: Agency, refill: Refill, client: TestClient, localstripe: LocalStripe
+) -> None:
+    card, _ = services.save_payment_method(
+        refill.db,
+        refill.gateway,
+        agency_id=owner.id,
+        token=localstripe.card("4000002500003155"),
+        actor="test",
+    )
+    refill.process_new_attempts_inline()
+    services.update_auto_reload(
+        refill.db,
+        refill.gateway,
+        refill.policy,
+        agency_id=owner.id,
+        currency="USD",
+        change=SettingsChange(
+            enabled=True,
+            threshold=20_000_000,
+            reload_amount=50_000_000,
+            payment_method_id=card.id,
+        ),
+        actor="test",
+    )
+    [waiting] = services.list_reloads(refill.db, agency_id=owner.id).data
+    assert waiting.status == "requires_action"
+    secret = (waiting.next_action or {})["client_secret"]
+
+    page = client.get(f"/portal/team/billing/reloads/{waiting.id}/authenticate")
+    assert page.status_code == 200
+    assert f'data-client-secret="{secret}"' in page.text
+    assert 'data-publishable-key="pk_test_refill_suite"' in page.text
+    # What confirmCardPayment does in the owner's browser; no webhook is sent.
+    localstripe.authenticate(str(waiting.gateway_payment_id), secret, success=True)
+    back = post(client, f"/portal/team/billing/reloads/{waiting.id}/authenticated", {})
+
+    assert (back.status_code, back.headers["location"]) == (
+        303,
+        "/portal/team/billing?notice=payment_authenticated",
+    )
+    settled = services.get_reload(refill.db, agency_id=owner.id, attempt_id=waiting.id)
+    assert settled.status == "succeeded"
+    assert services.get_wallet(refill.db, refill.policy, agency_id=owner.id).balance == 50_000_000
+    again = post(client, f"/portal/team/billing/reloads/{waiting.id}/authenticated", {})
+    assert again.headers["location"] == "/portal/team/billing?notice=payment_authenticated"
+    assert len(services.list_transfers(refill.db, agency_id=owner.id).data) == 1

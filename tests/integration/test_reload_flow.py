@@ -204,6 +204,10 @@ def test_auto_reload_is_present_and_off_before_anything_is_set(owner: Owner) -> 
         "daily_limit": 10,
         "suspended_reason": None,
         "blocked": None,
+        "state": "off",
+        "next_retry_at": None,
+        "last_failure": None,
+        "waiting_reload_id": None,
     }
 
 

@@ -67,6 +67,11 @@ class RecordingGateway:
             self.cancels.append((request, result))
         return result
 
+    def authenticate(self, payment_id: str, *, approved: bool) -> None:
+        """The sandbox's simulated bank, when the wrapped gateway is the sandbox."""
+        assert isinstance(self.inner, SandboxGateway), "only the sandbox has a simulated bank"
+        self.inner.authenticate(payment_id, approved=approved)
+
 
 class GatewayTimeout(Exception):
     """The answer from the gateway never arrived."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -137,10 +138,11 @@ class SubteamOut(BaseModel):
     id: str
     name: str
     created_at: datetime
+    archived_at: datetime | None = Field(description="Archived: usage and calls refused.")
 
     @classmethod
     def of(cls, t: Subteam) -> SubteamOut:
-        return cls(id=t.id, name=t.name, created_at=t.created_at)
+        return cls(id=t.id, name=t.name, created_at=t.created_at, archived_at=t.archived_at)
 
 
 class KeyOut(BaseModel):
@@ -205,9 +207,26 @@ class BlockOut(BaseModel):
     until: datetime
 
 
+class FailureOut(BaseModel):
+    code: str
+    message: str | None
+    at: datetime
+
+
 class AutoReloadOut(BaseModel):
     enabled: bool
     status: str = Field(description="off, active or suspended")
+    state: str = Field(
+        description="The first that applies: off, suspended, action_required (3-D Secure), "
+        "blocked (a safety rail), retrying (a declined charge waits for its retry), active."
+    )
+    next_retry_at: datetime | None = Field(description="When a declined charge is tried again.")
+    last_failure: FailureOut | None = Field(
+        description="The last declined auto-reload, unless one succeeded since."
+    )
+    waiting_reload_id: str | None = Field(
+        description="The reload to authenticate (action_required) or retry now (retrying)."
+    )
     mode: str
     threshold: str | None
     reload_amount: str | None
@@ -228,9 +247,9 @@ class WalletOut(BaseModel):
     @classmethod
     def of(cls, w: WalletView) -> WalletOut:
         ar = w.auto_reload
-        blocked = None
-        if ar.blocked_rail and ar.blocked_until and ar.blocked_until > w.as_of:
-            blocked = BlockOut(rail=ar.blocked_rail, until=ar.blocked_until)
+        now = w.situation
+        blocked = None if now.blocked is None else BlockOut(**asdict(now.blocked))
+        failure = None if now.last_failure is None else FailureOut(**asdict(now.last_failure))
         return cls(
             id=w.id,
             currency=w.currency,
@@ -238,6 +257,10 @@ class WalletOut(BaseModel):
             auto_reload=AutoReloadOut(
                 enabled=ar.enabled,
                 status=ar.status,
+                state=now.state,
+                next_retry_at=now.next_retry_at,
+                last_failure=failure,
+                waiting_reload_id=now.waiting_reload_id,
                 mode=ar.mode,
                 threshold=fmt(ar.threshold, w.currency),
                 reload_amount=fmt(ar.reload_amount, w.currency),

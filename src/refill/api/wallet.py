@@ -14,7 +14,7 @@ from refill.api.problems import problems
 from refill.errors import PaymentFailed
 from refill.money import parse_amount
 from refill.reload.settings import change_from_text
-from refill.reload.states import AttemptStatus
+from refill.reload.states import ACTIVE_STATUSES, AttemptStatus
 
 router = APIRouter(prefix="/v1/wallet", tags=["wallet"], responses=problems(401, 403, 413, 422))
 
@@ -43,6 +43,26 @@ def update_auto_reload(body: s.AutoReloadUpdate, p: Owner, refill: Service) -> s
         actor=p.actor,
     )
     return s.WalletOut.of(wallet)
+
+
+@router.post(
+    "/auto-reload/retry",
+    operation_id="retry_auto_reload_now",
+    responses={
+        **problems(409),
+        202: {"model": s.ReloadOut, "description": "Sent, but not settled yet."},
+    },
+)
+def retry_now(p: Owner, refill: Service, response: Response) -> s.ReloadOut:
+    """Try the declined auto-reload that waits for its retry now, instead of at
+    ``next_retry_at`` (409 ``no_retry_waiting`` when none waits). A wallet that is no
+    longer below its threshold cancels it instead of charging. 200 with the outcome
+    (succeeded, failed again, canceled), 202 while it is not settled (3-D Secure, a lost
+    answer)."""
+    attempt = services.retry_now(refill.db, refill.processor, agency_id=p.agency_id)
+    if attempt.status in ACTIVE_STATUSES:
+        response.status_code = 202
+    return s.ReloadOut.of(attempt)
 
 
 @router.get("/alerts", operation_id="get_wallet_alerts")

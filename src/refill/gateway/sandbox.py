@@ -10,6 +10,7 @@ repeating a charge with the same key gives the same answer: no double charge by 
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 
 from refill.clock import Clock, SystemClock
@@ -58,6 +59,16 @@ class SandboxGateway:
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock = clock or SystemClock()
+        # The simulated bank's answers to 3-D Secure, by payment id: the one thing the
+        # sandbox remembers, because the owner decides it (this process only).
+        self._authenticated: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, payment_id: str, *, approved: bool) -> None:
+        """The owner answered the simulated bank page: the waiting payment succeeds, or
+        is declined, the next time it is looked up or sent."""
+        with self._lock:
+            self._authenticated.setdefault(payment_id, approved)
 
     def create_customer(self, agency_id: str, name: str) -> str | None:
         return None
@@ -93,6 +104,9 @@ class SandboxGateway:
                 ChargeStatus.DECLINED, payment_id, "invalid_payment_method", "Unknown card."
             )
         if card.requires_action:
+            answered = self._answer(payment_id)
+            if answered is not None:
+                return answered
             return ChargeResult(
                 ChargeStatus.REQUIRES_ACTION,
                 payment_id,
@@ -104,10 +118,25 @@ class SandboxGateway:
             return ChargeResult(ChargeStatus.DECLINED, payment_id, card.decline_code, card.message)
         return ChargeResult(ChargeStatus.SUCCEEDED, payment_id)
 
+    def _answer(self, payment_id: str) -> ChargeResult | None:
+        with self._lock:
+            approved = self._authenticated.get(payment_id)
+        if approved is None:
+            return None
+        if approved:
+            return ChargeResult(ChargeStatus.SUCCEEDED, payment_id)
+        return ChargeResult(
+            ChargeStatus.DECLINED,
+            payment_id,
+            "authentication_failed",
+            "The bank could not authenticate the payment.",
+        )
+
     def find_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult | None:
-        # The sandbox keeps no state: its answer to a request is a pure function of it, so
-        # "not found" makes the reconciler send the same request again, which is safe.
-        return None
+        # Apart from 3-D Secure answers the sandbox keeps no state: its answer to a request
+        # is a pure function of it, so "not found" makes the reconciler send the same
+        # request again, which is safe.
+        return self._answer(payment_id) if payment_id else None
 
     def cancel_charge(self, request: ChargeRequest, payment_id: str | None) -> ChargeResult:
         # Nothing waits at a sandbox bank: a payment waiting for authentication is simply

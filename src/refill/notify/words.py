@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from babel.numbers import format_currency
-
-from refill.money import format_amount
+from refill.money import display_amount, parse_amount
 
 LOCALE = "en_US"
 
@@ -24,6 +21,7 @@ DECLINES = {
     "do_not_honor": "the bank refused the charge",
     "fraudulent": "the bank flagged the charge as fraud",
     "authentication_required": "the bank asks you to confirm the payment (3-D Secure)",
+    "authentication_failed": "the payment was not confirmed at the bank (3-D Secure)",
     "invalid_payment_method": "the card can no longer be charged",
 }
 
@@ -32,8 +30,8 @@ def amount(value: str | int | None, currency: str) -> str:
     """``$40.00`` from ``"40.00"`` (an event's decimal string) or micro-units."""
     if value is None:
         return ""
-    decimal = Decimal(format_amount(value, currency)) if isinstance(value, int) else Decimal(value)
-    return str(format_currency(decimal, currency, locale=LOCALE))
+    micros = value if isinstance(value, int) else parse_amount(value, allow_negative=True)
+    return display_amount(micros, currency)
 
 
 def decline(code: str | None) -> str:

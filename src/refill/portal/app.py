@@ -16,7 +16,19 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from refill.bootstrap import Refill
-from refill.portal import access, billing, members, notifications, receipts, signin
+from refill.portal import (
+    access,
+    account,
+    audit,
+    authenticate,
+    billing,
+    developers,
+    exports,
+    members,
+    notifications,
+    receipts,
+    signin,
+)
 from refill.portal.common import HERE, PortalRefused, SignInNeeded, page, plain_status
 from refill.portal.security import content_security_policy, secure
 
@@ -42,7 +54,8 @@ async def _refusal_message(response: Response) -> str:
 
 
 def install_portal(app: FastAPI, refill: Refill) -> None:
-    csp = content_security_policy(refill.gateway.name == "stripe")
+    stripe_js = refill.settings.stripe_js_url if refill.gateway.name == "stripe" else None
+    csp = content_security_policy(stripe_js)
     app.state.portal_csp = csp
     app.mount("/portal/static", StaticFiles(directory=HERE / "static"), name="portal-static")
 
@@ -75,13 +88,20 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
 
     for router in (
         billing.router,
+        authenticate.router,
+        exports.router,
         members.router,
+        developers.router,
+        audit.router,
+        account.router,
         notifications.router,
         receipts.router,
         signin.router,
         access.router,
     ):
         app.include_router(router)
+    if refill.gateway.name == "sandbox":
+        app.include_router(authenticate.sandbox_router)
 
 
 def unexpected_page(request: Request, csp: str) -> Response:

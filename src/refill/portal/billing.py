@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel, Field
 
 from refill import services
 from refill.errors import RefillError, ValidationFailed
-from refill.money import parse_amount
-from refill.portal.common import FormState, PortalRefused, back, page
+from refill.money import display_amount, format_amount, parse_typed_amount
+from refill.notify import words
+from refill.portal.common import FormState, PortalRefused, back, page, raise_all
 from refill.portal.security import Signed, allowed_to_change
-from refill.portal.views import billing_context
+from refill.portal.views import billing_context, card_name
 from refill.reload.settings import UNSET, change_from_text
 from refill.reload.states import AttemptStatus
 from refill.services.sessions import PortalSession
@@ -25,6 +27,19 @@ from refill.webctx import Service
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 PAGE = "/portal/team/billing"
+
+
+class AutoReloadForm(BaseModel):
+    """The Auto Reload form as typed: amounts in the owner's spelling ("$1,000")."""
+
+    enabled: str | None = None
+    mode: str = "fixed"
+    threshold: str = ""
+    reload_amount: str = ""
+    target_balance: str = ""
+    payment_method_id: str = ""
+    daily_limit: str = ""
+    monthly_cap: str = ""
 
 
 def render_billing(
@@ -36,11 +51,15 @@ def render_billing(
     forms: dict[str, FormState] | None = None,
     cursor: str | None = None,
     notice: str | None = None,
+    added: str | None = None,
+    shown: HistoryShown | None = None,
 ) -> HTMLResponse:
     try:
-        context = billing_context(refill, session, cursor, forms=forms, notice=notice)
-    except ValidationFailed as exc:  # a cursor that was tampered with
-        raise PortalRefused(400, exc.message) from None
+        context = billing_context(
+            refill, session, cursor, forms=forms, notice=notice, added=added, shown=shown
+        )
+    except ValidationFailed as exc:  # a tampered cursor, a filter date that is no date
+        raise PortalRefused(exc.status, exc.message) from None
     return page(request, "billing.html", context, status=status)
 
 
@@ -49,25 +68,45 @@ def root() -> RedirectResponse:
     return RedirectResponse(PAGE, status_code=303)
 
 
+class HistoryShown(BaseModel):
+    """The billing history's filter as the page's form sends it: dates, the last one
+    included (the API's ``to`` is the day after), and which kind of charge."""
+
+    since: str = Field("", alias="from")
+    through: str = ""
+    trigger: str = ""
+
+    def as_query(self) -> dict[str, str]:
+        given = {"from": self.since, "through": self.through, "trigger": self.trigger}
+        return {name: value for name, value in given.items() if value}
+
+
+Shown = Annotated[HistoryShown, Query()]
+
+
 @router.get("/team/billing")
 def billing_page(
     request: Request,
     session: Signed,
     refill: Service,
+    shown: Shown,
     cursor: str | None = None,
     notice: str | None = None,
+    added: str | None = None,
 ) -> HTMLResponse:
-    return render_billing(request, refill, session, cursor=cursor, notice=notice)
+    return render_billing(
+        request, refill, session, cursor=cursor, notice=notice, added=added, shown=shown
+    )
 
 
 @router.get("/team/billing/live")
 def billing_live(
-    request: Request, session: Signed, refill: Service, cursor: str | None = None
+    request: Request, session: Signed, refill: Service, shown: Shown, cursor: str | None = None
 ) -> HTMLResponse:
     try:
-        context = billing_context(refill, session, cursor, full_page=False)
+        context = billing_context(refill, session, cursor, full_page=False, shown=shown)
     except ValidationFailed as exc:
-        raise PortalRefused(400, exc.message) from None
+        raise PortalRefused(exc.status, exc.message) from None
     return page(request, "_live.html", context)
 
 
@@ -79,18 +118,32 @@ def add_credits(
     amount: Annotated[str, Form()] = "",
     payment_method_id: Annotated[str, Form()] = "",
     request_key: Annotated[str, Form()] = "",
+    confirmed: Annotated[str, Form()] = "",
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
+    """Two steps: the first shows the amount and card to confirm; the confirmed form
+    charges (once per rendered form: its request key) and redirects to the outcome."""
     allowed_to_change(session, csrf_token)
     form = FormState({"amount": amount, "payment_method_id": payment_method_id})
-    key = request_key.strip()
+    currency = services.get_agency(refill.db, session.agency_id).currency
     try:
+        micros = parse_typed_amount(amount, currency, field="amount")
+        if not payment_method_id:
+            raise ValidationFailed("choose a card to pay with", field="payment_method_id")
+        card = services.get_saved_card(
+            refill.db, agency_id=session.agency_id, payment_method_id=payment_method_id
+        )
+        if confirmed != "yes":
+            form.values["amount"] = format_amount(micros, currency)
+            form.confirming = {"amount": display_amount(micros, currency), "card": card_name(card)}
+            return render_billing(request, refill, session, forms={"credits": form})
+        key = request_key.strip()
         attempt, _ = services.add_credits(
             refill.db,
             refill.processor,
             agency_id=session.agency_id,
-            currency=services.get_agency(refill.db, session.agency_id).currency,
-            amount=parse_amount(amount.strip(), field="amount"),
+            currency=currency,
+            amount=micros,
             payment_method_id=payment_method_id,
             request_key=f"portal:{key[:64]}" if key else None,
         )
@@ -98,11 +151,24 @@ def add_credits(
         form.refused(exc, "amount")
         return render_billing(request, refill, session, status=exc.status, forms={"credits": form})
     if attempt.status is AttemptStatus.FAILED:
-        reason = (attempt.failure_message or attempt.failure_code or "no reason given").rstrip(".")
-        form.message = f"The card was declined: {reason}. Nothing was charged."
+        reason = words.decline(attempt.failure_code)
+        form.message = (
+            f"{card_name(card)} was declined: {reason}. Nothing was charged. Try another "
+            "card, or update this one."
+        )
         return render_billing(request, refill, session, status=402, forms={"credits": form})
-    succeeded = attempt.status is AttemptStatus.SUCCEEDED
-    return back(PAGE, "credits_added" if succeeded else "credits_waiting")
+    return RedirectResponse(f"{PAGE}?notice=credits_added&added={attempt.id}", status_code=303)
+
+
+def _typed_amount(text: str, currency: str, name: str, wrong: list[RefillError]) -> str | None:
+    """A form's amount as the API's strict decimal (None when left blank)."""
+    if not text.strip():
+        return None
+    try:
+        return format_amount(parse_typed_amount(text, currency, field=name), currency)
+    except RefillError as exc:
+        wrong.append(exc)
+        return None
 
 
 @router.post("/team/billing/auto-reload")
@@ -110,35 +176,39 @@ def save_auto_reload(
     request: Request,
     session: Signed,
     refill: Service,
-    enabled: Annotated[str | None, Form()] = None,
-    threshold: Annotated[str, Form()] = "",
-    reload_amount: Annotated[str, Form()] = "",
-    payment_method_id: Annotated[str, Form()] = "",
+    fields: Annotated[AutoReloadForm, Form()],
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
     allowed_to_change(session, csrf_token)
-    typed = {"threshold": threshold, "reload_amount": reload_amount}
-    form = FormState(
-        {"enabled": "on" if enabled else "", **typed, "payment_method_id": payment_method_id}
-    )
-    # A field left blank keeps its saved value, except that turning auto-reload on with a
-    # blank field means "not set" (and is refused by name).
-    given: dict[str, Any] = {"enabled": bool(enabled)}
-    for name, text in typed.items():
-        if text.strip():
-            given[name] = text.strip()
-        elif enabled:
-            given[name] = None
-    if payment_method_id or enabled:
-        given["payment_method_id"] = payment_method_id or None
+    typed = fields.model_dump()
+    form = FormState({**typed, "enabled": "on" if fields.enabled else ""})
+    currency = services.get_agency(refill.db, session.agency_id).currency
+    wrong: list[RefillError] = []
+    # Every field is on the page with its saved value, so a blank optional field means
+    # "none" (no monthly cap); a blank required one is named when auto-reload is on.
+    given: dict[str, Any] = {"enabled": bool(fields.enabled), "mode": fields.mode or "fixed"}
+    for name in ("threshold", "reload_amount", "target_balance", "monthly_cap"):
+        value = _typed_amount(typed[name], currency, name, wrong)
+        if value is not None or fields.enabled or name == "monthly_cap":
+            given[name] = value
+    given["payment_method_id"] = fields.payment_method_id or None
+    if fields.daily_limit.strip():
+        if fields.daily_limit.strip().isdigit():
+            given["daily_limit"] = int(fields.daily_limit.strip())
+        else:
+            wrong.append(
+                ValidationFailed("daily_limit must be a whole number", field="daily_limit")
+            )
     try:
+        if wrong:
+            raise_all(wrong)
         change = change_from_text({k: v for k, v in given.items() if v is not UNSET})
         services.update_auto_reload(
             refill.db,
             refill.gateway,
             refill.policy,
             agency_id=session.agency_id,
-            currency=services.get_agency(refill.db, session.agency_id).currency,
+            currency=currency,
             change=change,
             actor=session.actor,
         )
@@ -146,6 +216,19 @@ def save_auto_reload(
         form.refused(exc, "enabled")
         return render_billing(request, refill, session, status=422, forms={"auto_reload": form})
     return back(PAGE, "auto_reload_saved")
+
+
+@router.post("/team/billing/auto-reload/retry")
+def retry_auto_reload(
+    session: Signed, refill: Service, csrf_token: Annotated[str | None, Form()] = None
+) -> Response:
+    """ "Retry now" on a declined auto-reload waiting for its retry time."""
+    allowed_to_change(session, csrf_token)
+    try:
+        services.retry_now(refill.db, refill.processor, agency_id=session.agency_id)
+    except RefillError as exc:
+        raise PortalRefused(exc.status, "No declined reload is waiting for a retry.") from None
+    return back(PAGE, "retrying_now")
 
 
 @router.post("/team/billing/payment-methods")

@@ -12,16 +12,24 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from refill.errors import RefillError
-from refill.money import format_amount
+from refill.money import display_amount, format_amount
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+# "40.00", for form fields; "cash" is "$40.00", for everything a person reads.
 templates.env.filters["money"] = lambda micros, currency: format_amount(micros, currency)
+templates.env.filters["cash"] = lambda micros, currency: display_amount(micros, currency)
 
 NOTICES = {
     "credits_added": "Credits added.",
     "credits_waiting": "The bank asks you to authenticate this payment before it is credited.",
-    "auto_reload_saved": "Auto-reload settings saved.",
+    "auto_reload_saved": "Auto Reload settings saved.",
+    "retrying_now": "Retried now: the outcome is below.",
+    "payment_authenticated": "Payment authenticated: the credits are in the wallet.",
+    "authentication_declined": "The payment was not authenticated, so nothing was charged.",
+    "authentication_pending": "The bank has not confirmed the payment yet: it is credited "
+    "as soon as it does.",
+    "not_waiting": "That payment is no longer waiting for authentication.",
     "card_added": "Card saved.",
     "card_removed": "Card removed.",
     # The same words whether or not the e-mail has an account.
@@ -51,6 +59,10 @@ FIELD_LABELS = {
     "reload_amount": "The reload amount",
     "payment_method_id": "The payment method",
     "amount": "The amount",
+    "target_balance": "The target balance",
+    "daily_limit": "The daily limit",
+    "monthly_cap": "The monthly cap",
+    "mode": "The reload mode",
 }
 
 
@@ -74,6 +86,8 @@ class FormState:
     values: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     message: str | None = None
+    # A form shown back for a second look before it acts (what it will do, in words).
+    confirming: dict[str, str] | None = None
 
     def refused(self, exc: RefillError, default_field: str) -> None:
         """Put a refusal next to its field (every field it names), in the page's words."""
@@ -83,6 +97,15 @@ class FormState:
         for error in named:
             name = str(error["field"])
             self.errors[name] = plain(str(error["message"]), name)
+
+
+def raise_all(wrong: list[RefillError]) -> None:
+    """Refuse with every error at once, so each shows next to its own field."""
+    first = wrong[0]
+    first.extra["errors"] = [
+        {"field": e.extra.get("field", "amount"), "message": e.message} for e in wrong
+    ]
+    raise first
 
 
 def plain(message: str, field: str) -> str:

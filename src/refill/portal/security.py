@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Annotated, TypeVar
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -24,15 +25,22 @@ SESSION_COOKIE = "refill_session"
 LOGIN_CSRF_COOKIE = "refill_login_csrf"
 
 
-def content_security_policy(stripe_mode: bool) -> str:
+def content_security_policy(stripe_js_url: str | None) -> str:
     """Scripts from the app only (and Stripe.js in Stripe mode); no inline script or style.
-    Stripe.js needs its iframes (js, hooks) and its API (Stripe's published CSP list)."""
-    stripe_js = " https://js.stripe.com" if stripe_mode else ""
-    frames = "https://js.stripe.com https://hooks.stripe.com" if stripe_mode else "'none'"
-    stripe_api = " https://api.stripe.com" if stripe_mode else ""
+    Stripe.js needs its iframes (js, hooks) and its API (Stripe's published CSP list); the
+    origin it is loaded from (``REFILL_STRIPE_JS_URL``) is the one allowed."""
+    if stripe_js_url is None:
+        return (
+            "default-src 'self'; script-src 'self'; frame-src 'none'; connect-src 'self'; "
+            "img-src 'self' data:; style-src 'self'; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        )
+    parts = urlsplit(stripe_js_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
     return (
-        f"default-src 'self'; script-src 'self'{stripe_js}; "
-        f"frame-src {frames}; connect-src 'self'{stripe_api}; img-src 'self' data:; "
+        f"default-src 'self'; script-src 'self' {origin}; "
+        f"frame-src {origin} https://hooks.stripe.com; "
+        f"connect-src 'self' {origin} https://api.stripe.com; img-src 'self' data:; "
         "style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
 

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime, timedelta
+from contextlib import suppress
+from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from refill import services
 from refill.bootstrap import Refill
-from refill.money import format_amount
+from refill.cards import PaymentMethod
+from refill.db.database import Database
+from refill.errors import RefillError
+from refill.money import display_amount, format_amount
+from refill.notify import words
 from refill.portal.common import NOTICES, FormState
-from refill.reload.states import SettingsStatus
+from refill.reload.attempt import ReloadAttempt
+from refill.reload.states import AttemptStatus, SettingsStatus
 from refill.services import history, members
+from refill.services.history_filters import reload_filter
 from refill.services.sessions import PortalSession
 
 HISTORY_PAGE = 20
@@ -36,10 +44,43 @@ def local_time(moment: datetime | None, zone: ZoneInfo) -> str:
     return "" if moment is None else moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
+def _api_query(query: dict[str, str]) -> dict[str, str]:
+    """The page's filter as the exports take it: its last day included, so ``to`` is the
+    day after (a day the owner typed that is no date is refused as the API refuses it)."""
+    api = {name: value for name, value in query.items() if name != "through"}
+    through = query.get("through")
+    if through:
+        try:
+            api["to"] = (date.fromisoformat(through) + timedelta(days=1)).isoformat()
+        except ValueError:
+            api["to"] = through  # refused by the filter's parser, in its words
+    return api
+
+
+def card_name(card: PaymentMethod) -> str:
+    return f"{card.brand.title()} ending {card.last4}"
+
+
+def added_notice(reload: ReloadAttempt, cards: dict[str, str]) -> str:
+    """What a finished "Add credits" says on the page it lands on."""
+    card = cards.get(reload.payment_method_id, "the card")
+    amount = display_amount(reload.amount, reload.currency)
+    if reload.status is AttemptStatus.SUCCEEDED:
+        return f"Added {amount} from {card}."
+    if reload.status is AttemptStatus.REQUIRES_ACTION:
+        return (
+            f"Your bank asks you to confirm the {amount} payment from {card} before it is "
+            "credited: use “Authenticate payment” below."
+        )
+    return f"The {amount} payment from {card} is being processed."
+
+
 def _chart(refill: Refill, agency_id: str, currency: str, threshold: int | None) -> str:
     chart = history.balance_history(refill.db, agency_id=agency_id)
     data = {
         "currency": currency,
+        "since": int(chart.since.timestamp() * 1000),
+        "until": int(chart.until.timestamp() * 1000),
         "threshold": None if threshold is None else float(format_amount(threshold, currency)),
         "points": [
             {"t": int(p.at.timestamp() * 1000), "y": float(format_amount(p.balance))}
@@ -48,7 +89,7 @@ def _chart(refill: Refill, agency_id: str, currency: str, threshold: int | None)
         "reloads": [
             {
                 "t": int(m.at.timestamp() * 1000),
-                "amount": format_amount(m.amount, currency),
+                "amount": display_amount(m.amount, currency),
                 "status": m.status,
                 "trigger": m.trigger,
                 "y": None if m.balance_after is None else float(format_amount(m.balance_after)),
@@ -60,6 +101,35 @@ def _chart(refill: Refill, agency_id: str, currency: str, threshold: int | None)
     return json.dumps(data).replace("</", "<\\/")
 
 
+def _history(db: Database, agency_id: str, cursor: str | None, shown: Any) -> dict[str, Any]:
+    """The billing history's page, as filtered, and the wallet's last reload."""
+    query = shown.as_query() if shown is not None else {}
+    api_query = _api_query(query)
+    matching = (
+        reload_filter(
+            db,
+            agency_id=agency_id,
+            since=api_query.get("from"),
+            until=api_query.get("to"),
+            trigger=api_query.get("trigger"),
+        )
+        if api_query
+        else None
+    )
+    succeeded = reload_filter(db, agency_id=agency_id, statuses=[AttemptStatus.SUCCEEDED])
+    last = services.list_reloads(db, agency_id=agency_id, limit=1, matching=succeeded).data
+    return {
+        "history": services.list_reloads(
+            db, agency_id=agency_id, limit=HISTORY_PAGE, cursor=cursor, matching=matching
+        ),
+        "history_filter": query,
+        # The page's own query (kept by the pager and the refresh) and the API's (CSV).
+        "filter_query": urlencode(query),
+        "export_query": urlencode(api_query),
+        "last_reload": last[0] if last else None,
+    }
+
+
 def billing_context(
     refill: Refill,
     session: PortalSession,
@@ -68,6 +138,8 @@ def billing_context(
     forms: dict[str, FormState] | None = None,
     notice: str | None = None,
     full_page: bool = True,
+    added: str | None = None,
+    shown: Any = None,
 ) -> dict[str, Any]:
     db = refill.db
     wallet = services.get_wallet(db, refill.policy, agency_id=session.agency_id)
@@ -85,20 +157,27 @@ def billing_context(
         }
         for card in cards
     ]
-    blocked = settings.blocked_at(now)
     stripe_mode = refill.gateway.name == "stripe"
+    names = {card.id: card_name(card) for card in cards}
+    shown_notice = NOTICES.get(notice or "")
+    if notice == "credits_added" and added:
+        # An id of another agency's reload, or of none, keeps the plain notice.
+        with suppress(RefillError):
+            shown_notice = added_notice(
+                services.get_reload(db, agency_id=session.agency_id, attempt_id=added), names
+            )
     shown_threshold = settings.threshold if settings.status != SettingsStatus.OFF else None
     return {
         "session": session,
         "wallet": wallet,
         "settings": settings,
-        "blocked": blocked,
-        "blocked_until": local_time(settings.blocked_until, zone) if blocked else None,
         "zone": zone.key,
         "cards": card_rows,
-        "history": services.list_reloads(
-            db, agency_id=session.agency_id, limit=HISTORY_PAGE, cursor=cursor
-        ),
+        **_history(db, session.agency_id, cursor, shown),
+        "situation": wallet.situation,
+        "card_names": names,
+        "decline_words": words.decline,
+        "stripe_js_url": refill.settings.stripe_js_url,
         "cursor": cursor,
         # A month of usage summed: on the full page, not on every refresh of the live part.
         "usage": history.usage_by_subteam(db, agency_id=session.agency_id) if full_page else [],
@@ -107,7 +186,7 @@ def billing_context(
         "when": lambda moment: local_time(moment, zone),
         "test_cards": SANDBOX_CARD_NAMES if not stripe_mode else {},
         "stripe_mode": stripe_mode,
-        "notice": NOTICES.get(notice or ""),
+        "notice": shown_notice,
         "forms": {name: (forms or {}).get(name, FormState()) for name in FORMS},
         "policy": refill.policy,
         # One key per rendered "Add credits" form: a double submit charges once.

@@ -23,6 +23,7 @@ operator's verdict) are in ``settlement`` and write through ``transition`` too.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -49,6 +50,7 @@ from refill.reload.states import AttemptStatus, DecisionAction, Trigger, idempot
 from refill.reload.trigger import count_rails, decide, trigger_auto_reload
 
 S = AttemptStatus
+log = logging.getLogger("refill.reload")
 # How long a claim holds without renewal; the claimer renews it every fifth of that.
 DEFAULT_LEASE = timedelta(seconds=10)
 
@@ -125,6 +127,13 @@ def claim_attempt(
                 blocked_until=decision.until,
             )
             reload_settings.set_block(tx, attempt.agency_id, decision.rail, decision.until)
+            log.warning(
+                "auto-reload of agency %s blocked by its %s until %s: %s",
+                attempt.agency_id,
+                decision.rail,
+                decision.until.isoformat() if decision.until else "further notice",
+                decision.message,
+            )
             notices.blocked(
                 tx,
                 attempt,

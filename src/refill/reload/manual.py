@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from refill import ledger
 from refill.cards import get_payment_method
 from refill.db.database import Tx, dialect_insert
 from refill.db.schema import reload_attempts
@@ -104,3 +105,24 @@ def _by_request_key(tx: Tx, agency_id: str, request_key: str) -> ReloadAttempt |
         )
     ).one_or_none()
     return None if row is None else attempt_from_row(row._mapping)
+
+
+def bring_retry_forward(tx: Tx, agency_id: str) -> str:
+    """The owner asks to retry now: the auto-reload retry waiting for its time becomes due
+    (it is still checked at its claim: a wallet above its threshold cancels it)."""
+    ledger.lock_wallet(tx, agency_id)
+    waiting = tx.conn.execute(
+        update(reload_attempts)
+        .where(
+            reload_attempts.c.wallet_id == wallet_id_for(agency_id),
+            reload_attempts.c.trigger == Trigger.AUTO,
+            reload_attempts.c.status == AttemptStatus.PENDING,
+            reload_attempts.c.retry_number > 0,
+            reload_attempts.c.not_before > tx.now,
+        )
+        .values(not_before=tx.now, updated_at=tx.now)
+        .returning(reload_attempts.c.id)
+    ).first()
+    if waiting is None:
+        raise Conflict("no declined auto-reload is waiting for a retry", code="no_retry_waiting")
+    return str(waiting.id)

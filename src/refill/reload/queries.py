@@ -78,6 +78,21 @@ def attempts_waiting_for_owner(tx: Tx, agency_id: str) -> list[str]:
     return [r[0] for r in rows]
 
 
+def waiting_for_authentication(tx: Tx, *, updated_before: datetime, limit: int) -> list[str]:
+    """Reloads waiting for 3-D Secure since before ``updated_before``: the reconciler asks
+    the gateway whether the owner has authenticated them meanwhile."""
+    stmt = (
+        select(reload_attempts.c.id)
+        .where(
+            reload_attempts.c.status == S.REQUIRES_ACTION,
+            reload_attempts.c.updated_at < updated_before,
+        )
+        .order_by(reload_attempts.c.id)
+        .limit(limit)
+    )
+    return list(tx.conn.execute(stmt).scalars())
+
+
 def wallets_with_lifted_blocks(tx: Tx, now: datetime, limit: int) -> list[str]:
     """Agencies whose rail has lifted, for the worker to evaluate again."""
     rows = tx.conn.execute(

@@ -179,22 +179,47 @@ def validate_settings(
         _check_no_cascade(currency, settings, settings.threshold)
     if not settings.enabled:
         return
-    if settings.threshold is None:
-        raise InvalidSettings("set a threshold to enable auto-reload", field="threshold")
-    if settings.mode == Mode.FIXED and settings.reload_amount is None:
-        raise InvalidSettings("set a reload_amount to enable auto-reload", field="reload_amount")
-    if settings.mode == Mode.TARGET and settings.target_balance is None:
-        raise InvalidSettings("set a target_balance to use target mode", field="target_balance")
-    if payment_method is None:
-        raise InvalidSettings(
-            "choose a saved payment method to enable auto-reload", field="payment_method_id"
-        )
-    if payment_method.is_expired(now):
+    missing = _missing_fields(settings, payment_method)
+    if missing:
+        # Every missing field at once, so a form can name each next to its field.
+        missing[0].extra["errors"] = [
+            {"field": e.extra["field"], "message": e.message} for e in missing
+        ]
+        raise missing[0]
+    if payment_method is not None and payment_method.is_expired(now):
         raise InvalidSettings(
             f"the {payment_method.brand} card ending {payment_method.last4} expired "
             f"{payment_method.exp_month:02d}/{payment_method.exp_year}; save a new card",
             field="payment_method_id",
         )
+
+
+def _missing_fields(
+    settings: AutoReloadSettings, payment_method: PaymentMethod | None
+) -> list[InvalidSettings]:
+    """What auto-reload cannot run without, each named."""
+    return [
+        InvalidSettings(message, field=name)
+        for name, absent, message in (
+            ("threshold", settings.threshold is None, "set a threshold to enable auto-reload"),
+            (
+                "reload_amount",
+                settings.mode == Mode.FIXED and settings.reload_amount is None,
+                "set a reload_amount to enable auto-reload",
+            ),
+            (
+                "target_balance",
+                settings.mode == Mode.TARGET and settings.target_balance is None,
+                "set a target_balance to use target mode",
+            ),
+            (
+                "payment_method_id",
+                payment_method is None,
+                "choose a saved payment method to enable auto-reload",
+            ),
+        )
+        if absent
+    ]
 
 
 def _check_no_cascade(currency: str, settings: AutoReloadSettings, threshold: int) -> None:

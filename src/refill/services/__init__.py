@@ -37,6 +37,7 @@ from refill.services.pages import MAX_PAGE, Page
 from refill.services.payment_methods import (
     begin_card_setup,
     gateway_customer,
+    get_saved_card,
     list_payment_methods,
     remove_payment_method,
     save_payment_method,
@@ -44,9 +45,12 @@ from refill.services.payment_methods import (
 from refill.services.reloads import (
     AttemptProcessor,
     add_credits,
+    answer_simulated_bank,
     cancel_reload,
+    finish_authentication,
     get_reload,
     list_reloads,
+    retry_now,
 )
 from refill.services.subteams import Subteam, create_subteam, get_subteam, list_subteams
 from refill.services.usage import CallAuthorization, authorize_call, record_usage
@@ -76,6 +80,7 @@ __all__ = [
     "WalletView",
     "add_credits",
     "adjust_wallet",
+    "answer_simulated_bank",
     "authenticate",
     "authorize_call",
     "begin_card_setup",
@@ -85,9 +90,11 @@ __all__ = [
     "create_owner_key",
     "create_subteam",
     "create_subteam_key",
+    "finish_authentication",
     "gateway_customer",
     "get_agency",
     "get_reload",
+    "get_saved_card",
     "get_subteam",
     "get_wallet",
     "grant_credits",
@@ -102,6 +109,7 @@ __all__ = [
     "load_agency",
     "record_usage",
     "remove_payment_method",
+    "retry_now",
     "revoke_key",
     "roll_key",
     "save_payment_method",

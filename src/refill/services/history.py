@@ -17,6 +17,11 @@ from refill.db.schema import UTCDateTime, accounts, reload_attempts, subteams, t
 from refill.ids import wallet_id_for
 
 WINDOW = timedelta(days=30)
+# The last day is drawn at a finer step, so a 24-hour view shows each reload's rise: five
+# minutes, or finer for a wallet younger than a day (about 150 points, at least 10 s apart).
+FINE_WINDOW = timedelta(hours=24)
+FINE_STEP = timedelta(minutes=5)
+FINEST_STEP = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +56,22 @@ class BalanceHistory:
     reloads: list[ReloadMark]
 
 
-def _whole_hours(since: datetime, until: datetime) -> list[datetime]:
-    """The whole hours strictly between ``since`` and ``until``."""
-    hour = since.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    hours = []
-    while hour < until:
-        hours.append(hour)
-        hour += timedelta(hours=1)
-    return hours
+def _whole_steps(since: datetime, until: datetime, step: timedelta) -> list[datetime]:
+    """The moments strictly between ``since`` and ``until`` that are whole multiples of
+    ``step`` (whole hours, whole five minutes) in UTC."""
+    seconds = int(step.total_seconds())
+    start = int(since.timestamp()) // seconds * seconds + seconds
+    moment = datetime.fromtimestamp(start, tz=since.tzinfo)
+    steps = []
+    while moment < until:
+        steps.append(moment)
+        moment += step
+    return steps
+
+
+def _fine_step(span: timedelta) -> timedelta:
+    step = timedelta(seconds=int(span.total_seconds() / 150))
+    return min(FINE_STEP, max(FINEST_STEP, step))
 
 
 def _seek(agency_id: str, before: ColumnElement[datetime]) -> Select[int]:
@@ -96,13 +109,24 @@ def _balances_before(tx: Tx, agency_id: str, moments: list[datetime]) -> list[in
 
 
 def balance_history(db: Database, *, agency_id: str) -> BalanceHistory:
-    """The wallet's balance at the start of the window, at every whole hour since, and
-    now; and the reloads of the window (with the balance each credit left)."""
+    """The wallet's balance at the start of the window (its opening, or 30 days back), at
+    every whole hour since, every five minutes in the last day, and now; and the reloads of
+    the window (with the balance each credit left)."""
 
     def work(tx: Tx) -> BalanceHistory:
         until = tx.now
-        since = until - WINDOW
-        moments = [since, *_whole_hours(since, until)]
+        opened = tx.conn.execute(
+            select(accounts.c.created_at).where(accounts.c.id == wallet_id_for(agency_id))
+        ).scalar()
+        # From the wallet's opening (a new wallet is not 30 days of zero) or 30 days back.
+        since = max(until - WINDOW, opened or until)
+        fine_from = max(since, until - FINE_WINDOW)
+        moments = [
+            since,
+            *_whole_steps(since, fine_from, timedelta(hours=1)),
+            *([fine_from] if fine_from > since else []),
+            *_whole_steps(fine_from, until, _fine_step(until - fine_from)),
+        ]
         balances = _balances_before(tx, agency_id, moments)
         points = [BalancePoint(at, balance) for at, balance in zip(moments, balances, strict=True)]
         points.append(BalancePoint(until, _balance_now(tx, agency_id)))

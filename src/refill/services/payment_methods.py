@@ -166,6 +166,11 @@ def remove_payment_method(
         gateway.forget_payment_method(card.token)
 
 
+def get_saved_card(db: Database, *, agency_id: str, payment_method_id: str) -> PaymentMethod:
+    """A saved card of this agency, or ``payment_method_not_found``."""
+    return db.read(lambda tx: get_payment_method(tx, agency_id, payment_method_id))
+
+
 def list_payment_methods(
     db: Database, *, agency_id: str, limit: int = 50, cursor: str | None = None
 ) -> Page[PaymentMethod]:

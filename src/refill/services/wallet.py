@@ -28,7 +28,9 @@ from refill.reload import queries as reload_queries
 from refill.reload import settings as reload_settings
 from refill.reload.policy import ReloadPolicy
 from refill.reload.settings import AutoReloadSettings, SettingsChange
+from refill.reload.situation import Situation, situation
 from refill.services.agencies import load_agency
+from refill.services.history_filters import TransferFilter
 from refill.services.pages import Page, paginate
 from refill.services.reloads import cancel_reload
 
@@ -41,6 +43,7 @@ class WalletView:
     balance: int
     auto_reload: AutoReloadSettings
     as_of: datetime
+    situation: Situation
 
 
 def get_wallet(db: Database, policy: ReloadPolicy, *, agency_id: str) -> WalletView:
@@ -49,13 +52,15 @@ def get_wallet(db: Database, policy: ReloadPolicy, *, agency_id: str) -> WalletV
         currency = tx.conn.execute(
             select(agencies.c.currency).where(agencies.c.id == agency_id)
         ).scalar_one()
+        settings = reload_settings.get_settings(tx, agency_id, policy=policy)
         return WalletView(
             wallet_id_for(agency_id),
             agency_id,
             currency,
             balance,
-            reload_settings.get_settings(tx, agency_id, policy=policy),
+            settings,
             tx.now,
+            situation(tx, agency_id, settings),
         )
 
     return db.read(work)
@@ -195,9 +200,17 @@ def adjust_wallet(
 
 
 def list_transfers(
-    db: Database, *, agency_id: str, limit: int = 50, cursor: str | None = None
+    db: Database,
+    *,
+    agency_id: str,
+    limit: int = 50,
+    cursor: str | None = None,
+    matching: TransferFilter | None = None,
 ) -> Page[Transfer]:
-    stmt = select(transfers).where(transfers.c.agency_id == agency_id)
+    """Newest first; a cursor continues the list of the filter it came from (pass the same
+    filter again with it)."""
+    conditions = matching.conditions() if matching is not None else []
+    stmt = select(transfers).where(transfers.c.agency_id == agency_id, *conditions)
     return paginate(
         db,
         stmt,
