@@ -204,6 +204,8 @@ def test_reloads_stuck_exits_2_not_1_when_it_cannot_check(
 # Commands that read a database refuse a SQLite file that is not there, and create nothing.
 
 READERS = {
+    # serve checks its port first: a free one, so that the database is what it refuses.
+    "serve": ["serve", "--port", str(free_port())],
     "worker": ["worker"],
     "agency-create": ["agency", "create", "--name", "Acme"],
     "keys-list": ["keys", "list", "--agency", "agc_x"],

@@ -58,16 +58,12 @@ def settings_from_env() -> Settings:
         raise fail(f"invalid configuration: {problems}") from None
 
 
-def open_service(
-    settings: Settings | None = None, *, worker: bool = False, missing_file_ok: bool = False
-) -> Refill:
-    """Build the service on REFILL_DATABASE_URL, refusing a database that is missing or
-    behind (exit 2). ``missing_file_ok`` keeps `refill serve`'s refusal of a new SQLite
-    file as "not migrated" (the file is created by the check)."""
+def open_service(settings: Settings | None = None, *, worker: bool = False) -> Refill:
+    """Build the service on REFILL_DATABASE_URL, refusing a database that is missing (no
+    file is left behind) or behind (exit 2)."""
     if settings is None:
         settings = settings_from_env()
-    if not missing_file_ok:
-        refuse_missing_sqlite_file(settings.database_url)
+    refuse_missing_sqlite_file(settings.database_url)
     refill = build(settings, in_process_worker=worker)
     try:
         check_up_to_date(refill.db.engine)

@@ -44,7 +44,7 @@ def serve(
     from refill.web import create_app
 
     logging_to_stderr()
-    refill = open_service(settings, worker=worker, missing_file_ok=True)
+    refill = open_service(settings, worker=worker)
     traffic = None
     if demo:
         from refill.demo import DemoTraffic, seed_demo
