@@ -267,6 +267,7 @@ def test_no_portal_page_scrolls_sideways_on_a_phone(
         "/portal/team/audit",
         "/portal/account",
         str(receipt),
+        "/portal/team/no-such-page",  # a refusal is a page too
     ]
     for path in pages:
         view = phone.new_page()
