@@ -204,15 +204,23 @@ def test_every_auto_reload_setting_is_saved_from_the_page_in_the_owners_spelling
 
 
 def test_missing_fields_are_all_named_at_once_and_nothing_is_saved(
-    browser: Browser, agency: tuple[Server, str, str], screenshots: list[Page]
+    browser: Browser,
+    agency: tuple[Server, str, str],
+    screenshots: list[Page],
+    snap: Callable[[Page, str], None],
 ) -> None:
     server, email, _ = agency
     page = signed_in(browser, server, email, screenshots)
+    expect(page.get_by_test_id("auto-reload-status")).to_contain_text("Off")
+    snap(page, "off")  # a new wallet: no banner, Auto Reload off, no credits
     page.get_by_label("Auto Reload on").check()
     page.get_by_role("button", name="Save Auto Reload").click()
+    snap(page, "missing-fields")
 
     expect(page.locator("#f-threshold-error")).to_contain_text("Set a threshold")
-    expect(page.locator("#f-reload_amount-error")).to_contain_text("Set a reload_amount")
+    expect(page.locator("#f-reload_amount-error")).to_have_text(
+        "Set a reload amount to enable Auto Reload"
+    )
     expect(page.locator("#auto-card-error")).to_contain_text("Choose a saved payment method")
     expect(page.get_by_test_id("auto-reload-status")).to_contain_text("Off")
 

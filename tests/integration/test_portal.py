@@ -193,7 +193,7 @@ def test_forms_work_without_javascript_and_come_back_with_a_notice(
         pytest.param(
             {"threshold": "20.00", "reload_amount": "50.00", "payment_method_id": ""},
             "auto-card-error",
-            "Choose a saved payment method to enable auto-reload",
+            "Choose a saved payment method to enable Auto Reload",
             id="no-card",
         ),
     ],

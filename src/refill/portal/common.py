@@ -111,7 +111,12 @@ def raise_all(wrong: list[RefillError]) -> None:
 def plain(message: str, field: str) -> str:
     label = FIELD_LABELS.get(field)
     if label and message.startswith(field + " "):
-        return label + message[len(field) :]
+        message = label + message[len(field) :]
+    # The API names its JSON fields; the page says what the owner sees.
+    for name, words in FIELD_LABELS.items():
+        if "_" in name:  # reload_amount, not the plain word "threshold"
+            message = message.replace(f" {name} ", f" {words.removeprefix('The ').lower()} ")
+    message = message.replace("auto-reload", "Auto Reload")
     return message[:1].upper() + message[1:]
 
 
