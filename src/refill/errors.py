@@ -6,7 +6,8 @@ branch on it), a human sentence, and the HTTP status the API answers with.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 
 class RefillError(Exception):
@@ -20,6 +21,14 @@ class RefillError(Exception):
         if code is not None:
             self.code = code
         self.extra = extra
+
+
+def refuse_all(wrong: Sequence[RefillError]) -> NoReturn:
+    """Refuse with every error at once (the first, carrying ``errors``: each field and its
+    message), so a form can show each next to its own field."""
+    first = wrong[0]
+    first.extra["errors"] = [{"field": e.extra.get("field"), "message": e.message} for e in wrong]
+    raise first
 
 
 class ValidationFailed(RefillError):

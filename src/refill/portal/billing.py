@@ -14,10 +14,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from refill import services
-from refill.errors import RefillError, ValidationFailed
+from refill.errors import RefillError, ValidationFailed, refuse_all
 from refill.money import display_amount, format_amount, parse_typed_amount
 from refill.notify import words
-from refill.portal.common import FormState, PortalRefused, back, page, raise_all
+from refill.portal.common import FormState, PortalRefused, back, page
 from refill.portal.security import Signed, allowed_to_change
 from refill.portal.views import billing_context, card_name
 from refill.reload.settings import UNSET, change_from_text
@@ -201,7 +201,7 @@ def save_auto_reload(
             )
     try:
         if wrong:
-            raise_all(wrong)
+            refuse_all(wrong)
         change = change_from_text({k: v for k, v in given.items() if v is not UNSET})
         services.update_auto_reload(
             refill.db,

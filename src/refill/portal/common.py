@@ -99,15 +99,6 @@ class FormState:
             self.errors[name] = plain(str(error["message"]), name)
 
 
-def raise_all(wrong: list[RefillError]) -> None:
-    """Refuse with every error at once, so each shows next to its own field."""
-    first = wrong[0]
-    first.extra["errors"] = [
-        {"field": e.extra.get("field", "amount"), "message": e.message} for e in wrong
-    ]
-    raise first
-
-
 def plain(message: str, field: str) -> str:
     label = FIELD_LABELS.get(field)
     if label and message.startswith(field + " "):

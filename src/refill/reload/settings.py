@@ -19,7 +19,7 @@ from refill.cards import PaymentMethod
 from refill.db.database import Tx, dialect_insert
 from refill.db.rows import record
 from refill.db.schema import agencies, auto_reload_settings
-from refill.errors import InvalidAmount, InvalidSettings
+from refill.errors import InvalidAmount, InvalidSettings, refuse_all
 from refill.ids import wallet_id_for
 from refill.money import currency_info, format_amount, parse_amount, require_whole_minor_units
 from refill.notify import reloads as notices
@@ -86,10 +86,7 @@ def change_from_text(given: Mapping[str, Any]) -> SettingsChange:
             value = Mode(value)
         values[name] = value
     if wrong:
-        # Every wrong amount at once, so a form can show each next to its field.
-        first = wrong[0]
-        first.extra["errors"] = [{"field": e.extra["field"], "message": e.message} for e in wrong]
-        raise first
+        refuse_all(wrong)  # every wrong amount at once
     return SettingsChange(**values)
 
 
@@ -181,11 +178,7 @@ def validate_settings(
         return
     missing = _missing_fields(settings, payment_method)
     if missing:
-        # Every missing field at once, so a form can name each next to its field.
-        missing[0].extra["errors"] = [
-            {"field": e.extra["field"], "message": e.message} for e in missing
-        ]
-        raise missing[0]
+        refuse_all(missing)  # every missing field at once
     if payment_method is not None and payment_method.is_expired(now):
         raise InvalidSettings(
             f"the {payment_method.brand} card ending {payment_method.last4} expired "
