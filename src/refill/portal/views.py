@@ -21,7 +21,7 @@ from refill.portal.common import NOTICES, FormState
 from refill.reload.attempt import ReloadAttempt
 from refill.reload.states import AttemptStatus, SettingsStatus
 from refill.services import history, members
-from refill.services.history_filters import reload_filter
+from refill.services.history_filters import ReloadFilter, reload_filter
 from refill.services.sessions import PortalSession
 
 HISTORY_PAGE = 20
@@ -116,7 +116,8 @@ def _history(db: Database, agency_id: str, cursor: str | None, shown: Any) -> di
         if api_query
         else None
     )
-    succeeded = reload_filter(db, agency_id=agency_id, statuses=[AttemptStatus.SUCCEEDED])
+    # A fixed filter: built directly, not parsed (parsing reads the agency's time zone).
+    succeeded = ReloadFilter(statuses=(AttemptStatus.SUCCEEDED,))
     last = services.list_reloads(db, agency_id=agency_id, limit=1, matching=succeeded).data
     return {
         "history": services.list_reloads(
