@@ -158,6 +158,7 @@ def test_forms_work_without_javascript_and_come_back_with_a_notice(
     assert 'data-testid="balance">$30.00' in page
     assert "Subteams can take calls" in page
     assert "On: below $20.00, Refill charges Visa ending 4242" in page
+    assert re.search(r"<dt>Last reload</dt>\s*<dd>\$30\.00 on \d{4}-\d\d-\d\d", page)
     wallet = settings_of(refill, owner)
     assert (wallet.balance, wallet.auto_reload.status) == (30_000_000, "active")
     audit = services.list_audit_log(refill.db, agency_id=owner.id).data
