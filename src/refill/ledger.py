@@ -21,9 +21,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import select, update
 
-from refill.db.database import SqlTx, Tx, bind_time, dialect_insert, prepared
+from refill.db.database import SqlTx, Tx, bind_time, prepared
 from refill.db.schema import accounts, transfers
 from refill.errors import InsufficientCredits, NotFound
 from refill.ids import system_account_id, wallet_id_for
@@ -59,6 +59,8 @@ class Transfer:
     metadata: dict[str, Any] | None
     wallet_balance_after: int
     created_at: datetime
+    # Settling a hold: the part of the call's cost the wallet could not cover.
+    uncovered: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +68,25 @@ class Posted:
     """A transfer just written, with what the wallet looks like after it."""
 
     transfer: Transfer
-    balance: int
-    currency: str
-    reload_below: int | None
+    wallet: WalletRow
+
+    @property
+    def balance(self) -> int:
+        return self.wallet.balance
+
+    @property
+    def available(self) -> int:
+        return self.wallet.available
+
+    @property
+    def currency(self) -> str:
+        return self.wallet.currency
+
+    @property
+    def below_reload_level(self) -> bool:
+        """Available credits are below the auto-reload threshold (while it is active)."""
+        level = self.wallet.reload_below
+        return level is not None and self.wallet.available < level
 
 
 class DuplicateReference(Exception):
@@ -80,60 +98,91 @@ class DuplicateReference(Exception):
         self.reference = reference
 
 
-def create_wallet(tx: Tx, *, agency_id: str, currency: str) -> str:
-    wallet_id = wallet_id_for(agency_id)
-    ensure_system_accounts(tx, currency)
-    tx.conn.execute(
-        insert(accounts).values(
-            id=wallet_id,
-            agency_id=agency_id,
-            kind="wallet",
-            currency=currency,
-            balance=0,
-            reload_below=None,
-            created_at=tx.now,
-        )
-    )
-    return wallet_id
-
-
-def ensure_system_accounts(tx: Tx, currency: str) -> None:
-    """Create the per-currency system accounts if this is the currency's first wallet."""
-    rows = [
-        {
-            "id": system_account_id(kind, currency),
-            "agency_id": None,
-            "kind": kind.value,
-            "currency": currency,
-            "balance": 0,
-            "created_at": tx.now,
-        }
-        for kind in SystemAccount
-    ]
-    tx.conn.execute(dialect_insert(tx)(accounts).values(rows).on_conflict_do_nothing())
-
-
 # The two statements of every posting, as prepared SQL run on the transaction's own cursor:
 # building SQLAlchemy expressions per call cost four times the database work (see the
-# benchmark notes in the README).
+# benchmark notes in the README). A posting never takes the wallet below the credits its
+# live calls hold (``held``; the table's CHECK says the same); settling a call releases its
+# hold in the same statement (the second parameter, 0 otherwise).
 _MOVE = prepared(
-    "UPDATE accounts SET balance = balance + {p} WHERE id = {p} AND balance + {p} >= 0 "
-    "RETURNING balance, currency, reload_below, alert_below"
+    "UPDATE accounts SET balance = balance + {p}, held = held + {p} WHERE id = {p} "
+    "AND balance + {p} >= held + {p} "
+    "RETURNING balance, held, currency, reload_below, alert_below, call_floor"
 )
 _INSERT_TRANSFER = prepared(
     "INSERT INTO transfers (agency_id, debit_account_id, credit_account_id, amount, kind, "
-    "reference, subteam_id, description, metadata, wallet_balance_after, created_at) "
-    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) "
+    "reference, subteam_id, description, metadata, wallet_balance_after, uncovered, "
+    "created_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) "
     "ON CONFLICT (agency_id, kind, reference) DO NOTHING RETURNING id"
 )
 # A subteam's usage finds the wallet through the subteam's row, in the same statement: an
 # unknown or archived subteam moves nothing (one primary-key read, no statement added).
+# A wallet with a paused or limited subteam (``subteam_rules``) is left alone too: its usage
+# takes the checked path (``services.spend``). That flag is on the row being updated, so a
+# debit that waited for the wallet's lock sees a pause committed meanwhile.
 _MOVE_FOR_SUBTEAM = prepared(
     "UPDATE accounts SET balance = balance + {p} WHERE id = (SELECT wallet_id FROM subteams "
-    "WHERE id = {p} AND agency_id = {p} AND archived_at IS NULL) AND balance + {p} >= 0 "
-    "RETURNING balance, currency, reload_below, alert_below"
+    "WHERE id = {p} AND agency_id = {p} AND archived_at IS NULL) AND balance + {p} >= held "
+    "AND NOT subteam_rules "
+    "RETURNING balance, held, currency, reload_below, alert_below, call_floor"
 )
-_BALANCE = prepared("SELECT balance, currency FROM accounts WHERE id = {p}")
+_HOLD = prepared(
+    "UPDATE accounts SET held = held + {p} WHERE id = {p} AND balance >= held + {p} "
+    "RETURNING balance, held, currency, reload_below, alert_below, call_floor"
+)
+_BALANCE = prepared("SELECT balance - held, currency FROM accounts WHERE id = {p}")
+
+
+@dataclass(frozen=True, slots=True)
+class WalletRow:
+    """What a statement that changed the wallet's row returned."""
+
+    balance: int
+    held: int
+    currency: str
+    reload_below: int | None
+    alert_below: int | None
+    call_floor: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> WalletRow:
+        balance, held, currency, reload_below, alert_below, call_floor = row
+        return cls(
+            int(balance),
+            int(held),
+            currency,
+            None if reload_below is None else int(reload_below),
+            None if alert_below is None else int(alert_below),
+            int(call_floor),
+        )
+
+
+def _after_change(tx: SqlTx, agency_id: str, wallet: WalletRow, available_before: int) -> None:
+    """What the owner must be told (calls refused, possible again, credits low), in the
+    same transaction as the change, from what its statement returned."""
+    balance_events.after_posting(
+        tx,
+        agency_id=agency_id,
+        currency=wallet.currency,
+        before=available_before,
+        after=wallet.available,
+        alert_below=wallet.alert_below,
+        call_floor=wallet.call_floor,
+    )
+
+
+def change_held(tx: SqlTx, *, agency_id: str, delta: int) -> WalletRow | None:
+    """Hold (``delta`` > 0) or release credits for live calls: no transfer, no money moved.
+    None when the wallet's available credits cannot cover the hold (nothing changed)."""
+    row = tx.execute_raw(_HOLD[tx.dialect], (delta, wallet_id_for(agency_id), delta))
+    if row is None:
+        return None
+    wallet = WalletRow.of(row)
+    _after_change(tx, agency_id, wallet, wallet.available + delta)
+    return wallet
 
 
 def _post(
@@ -148,22 +197,29 @@ def _post(
     subteam_id: str | None,
     description: str | None,
     metadata: dict[str, Any] | None,
+    via_subteam: bool = False,
+    release_held: int = 0,
+    uncovered: int | None = None,
 ) -> Posted | None:
-    """Change the wallet's balance by ``delta`` (never below zero) and write the transfer.
+    """Change the wallet's balance by ``delta`` (never below what it holds) and write the
+    transfer.
 
-    Returns None when the wallet cannot cover a debit, or the subteam named is unknown or
-    archived (nothing written). Raises DuplicateReference when the reference is taken; the
-    caller's transaction must then roll back, since the balance was already changed.
+    Returns None when the wallet cannot cover a debit, or (``via_subteam``) the subteam
+    named is unknown or archived or its wallet has subteam rules (nothing written). Raises
+    DuplicateReference when the reference is taken; the caller's transaction must then roll
+    back, since the balance was already changed.
     """
     wallet_id = wallet_id_for(agency_id)
-    if subteam_id is None:
-        row = tx.execute_raw(_MOVE[tx.dialect], (delta, wallet_id, delta))
-    else:
+    if via_subteam:
         row = tx.execute_raw(_MOVE_FOR_SUBTEAM[tx.dialect], (delta, subteam_id, agency_id, delta))
+    else:
+        row = tx.execute_raw(
+            _MOVE[tx.dialect], (delta, -release_held, wallet_id, delta, -release_held)
+        )
     if row is None:
         return None
-    balance, currency, reload_below, alert_below = row
-    other = system_account_id(counterparty, currency)
+    wallet = WalletRow.of(row)
+    other = system_account_id(counterparty, wallet.currency)
     debit, credit = (wallet_id, other) if delta < 0 else (other, wallet_id)
     encoded = json.dumps(metadata, sort_keys=True) if metadata else None
     inserted = tx.execute_raw(
@@ -178,22 +234,14 @@ def _post(
             subteam_id,
             description,
             encoded,
-            balance,
+            wallet.balance,
+            uncovered,
             bind_time(tx.dialect, tx.now),
         ),
     )
     if inserted is None:
         raise DuplicateReference(kind.value, reference)
-    # What the owner must be told (calls refused, possible again, balance low), in the
-    # same transaction as the movement.
-    balance_events.after_posting(
-        tx,
-        agency_id=agency_id,
-        currency=currency,
-        before=int(balance) - delta,
-        after=int(balance),
-        alert_below=alert_below,
-    )
+    _after_change(tx, agency_id, wallet, wallet.available - delta - release_held)
     transfer = Transfer(
         id=int(inserted[0]),
         agency_id=agency_id,
@@ -205,10 +253,39 @@ def _post(
         subteam_id=subteam_id,
         description=description,
         metadata=metadata,
-        wallet_balance_after=int(balance),
+        wallet_balance_after=wallet.balance,
         created_at=tx.now,
+        uncovered=uncovered,
     )
-    return Posted(transfer, int(balance), currency, reload_below)
+    return Posted(transfer, wallet)
+
+
+def post_usage(
+    tx: SqlTx,
+    *,
+    agency_id: str,
+    subteam_id: str,
+    amount: int,
+    reference: str,
+    description: str | None,
+) -> Posted | None:
+    """The hot path's debit: two statements, the subteam checked inside the first. None
+    when it cannot apply as it is (no credits, unknown or archived subteam, or a wallet with
+    subteam rules): the caller takes the checked path, in the same transaction (nothing was
+    written)."""
+    return _post(
+        tx,
+        agency_id=agency_id,
+        delta=-amount,
+        counterparty=SystemAccount.USAGE_REVENUE,
+        amount=amount,
+        kind=TransferKind.USAGE,
+        reference=reference,
+        subteam_id=subteam_id,
+        description=description,
+        metadata=None,
+        via_subteam=True,
+    )
 
 
 def debit_wallet(
@@ -222,13 +299,15 @@ def debit_wallet(
     subteam_id: str | None = None,
     description: str | None = None,
     metadata: dict[str, Any] | None = None,
+    release_held: int = 0,
+    uncovered: int | None = None,
 ) -> Posted:
-    """Move ``amount`` out of the agency's wallet, refusing to go below zero.
+    """Move ``amount`` out of the agency's wallet, refusing to take it below the credits
+    held for live calls (``release_held``: a hold this debit settles, released in the same
+    statement).
 
-    Raises :class:`InsufficientCredits` (nothing written; also when ``subteam_id`` is
-    unknown or archived, which the caller tells apart on this rare path) or
-    :class:`DuplicateReference` (the caller must roll back: the balance was already
-    updated in this transaction).
+    Raises :class:`InsufficientCredits` (nothing written) or :class:`DuplicateReference`
+    (the caller must roll back: the balance was already updated in this transaction).
     """
     posted = _post(
         tx,
@@ -241,6 +320,8 @@ def debit_wallet(
         subteam_id=subteam_id,
         description=description,
         metadata=metadata,
+        release_held=release_held,
+        uncovered=uncovered,
     )
     if posted is not None:
         return posted
@@ -248,7 +329,7 @@ def debit_wallet(
     if wallet is None:
         raise NotFound(f"agency {agency_id} has no wallet")
     raise InsufficientCredits(
-        "the wallet does not hold enough credits for this usage",
+        "the wallet does not have enough available credits for this",
         available=int(wallet[0]),
         currency=wallet[1],
     )
@@ -308,6 +389,7 @@ def transfer_from_row(row: Any) -> Transfer:
         metadata=json.loads(row["metadata"]) if row["metadata"] else None,
         wallet_balance_after=row["wallet_balance_after"],
         created_at=row["created_at"],
+        uncovered=row["uncovered"],
     )
 
 
@@ -332,60 +414,24 @@ def set_levels(
     )
 
 
-_READ_WALLET = select(accounts.c.balance).where(accounts.c.id == bindparam("wallet_id"))
+_READ_WALLET = "SELECT balance - held FROM accounts WHERE id = {p}"
 # SQLite's BEGIN IMMEDIATE already holds the database's one write lock.
-_LOCK_WALLET = _READ_WALLET.with_for_update()
+_LOCK_WALLET = {
+    "sqlite": _READ_WALLET.format(p="?"),
+    "postgresql": _READ_WALLET.format(p="%s") + " FOR UPDATE",
+}
 
 
-def lock_wallet(tx: Tx, agency_id: str) -> int:
-    """Lock the wallet row for the rest of the transaction and return its balance.
+def lock_wallet(tx: SqlTx, agency_id: str) -> int:
+    """Lock the wallet row for the rest of the transaction and return its available
+    credits (the balance less what live calls hold).
 
     Every path that may start a reload locks the wallet first, so the trigger decision and
-    the debit that crossed the threshold are serialized on the same row.
+    the debit that crossed the threshold are serialized on the same row. It is also the
+    first lock of everything that changes holds or a subteam's counters (wallet, hold,
+    subteam), so those never deadlock.
     """
-    stmt = _LOCK_WALLET if tx.dialect == "postgresql" else _READ_WALLET
-    balance = tx.conn.execute(stmt, {"wallet_id": wallet_id_for(agency_id)}).scalar()
-    if balance is None:
+    row = tx.execute_raw(_LOCK_WALLET[tx.dialect], (wallet_id_for(agency_id),))
+    if row is None:
         raise NotFound(f"agency {agency_id} has no wallet")
-    return int(balance)
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerCheck:
-    """The ledger's invariants, computed from the transfers themselves."""
-
-    total: int
-    mismatched_wallets: list[tuple[str, int, int]]
-
-    @property
-    def balanced(self) -> bool:
-        return self.total == 0 and not self.mismatched_wallets
-
-
-def check_ledger(tx: Tx) -> LedgerCheck:
-    """Sum of all accounts is zero; each wallet's stored balance equals its transfers."""
-    credits = select(
-        transfers.c.credit_account_id.label("account_id"), transfers.c.amount.label("amt")
-    )
-    debits = select(
-        transfers.c.debit_account_id.label("account_id"), (-transfers.c.amount).label("amt")
-    )
-    movements = credits.union_all(debits).subquery()
-    sums = (
-        select(movements.c.account_id, func.sum(movements.c.amt).label("net"))
-        .group_by(movements.c.account_id)
-        .subquery()
-    )
-    total = 0
-    mismatched: list[tuple[str, int, int]] = []
-    rows = tx.conn.execute(
-        select(accounts.c.id, accounts.c.kind, accounts.c.balance, sums.c.net).select_from(
-            accounts.outerjoin(sums, and_(sums.c.account_id == accounts.c.id))
-        )
-    )
-    for account_id, kind, stored, net in rows:
-        net = int(net or 0)
-        total += net
-        if kind == "wallet" and int(stored) != net:
-            mismatched.append((account_id, int(stored), net))
-    return LedgerCheck(total=total, mismatched_wallets=mismatched)
+    return int(row[0])

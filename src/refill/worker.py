@@ -28,6 +28,7 @@ from refill.reload.attempt import ClaimedAttempt, ReloadAttempt, charge_request,
 from refill.reload.policy import ReloadPolicy
 from refill.reload.states import AttemptStatus
 from refill.reload.trigger import NewReloadAttempt
+from refill.services.holds import expire_due_holds
 
 log = logging.getLogger("refill.worker")
 
@@ -277,6 +278,8 @@ class ReloadProcessor:
         for agency_id in lifted:
             self.db.write(partial(changes.reevaluate_after_block, agency_id=agency_id))
         self._refresh_long_waiting(now, limit)
+        # Live calls' holds past their time give their credits back.
+        expire_due_holds(self.db, limit=limit)
         self.report_stuck(now)
         return done
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from refill import ledger, services
+from refill import ledger_check, services
 from refill.bootstrap import Refill, build
 from refill.config import Settings
 from refill.db.database import Tx
@@ -252,7 +252,9 @@ def test_bank_books_close_under_concurrent_chaos(db_url: str, tmp_path: Path) ->
     for r in results:
         ops.update(r)
 
-    def books(tx: Tx) -> tuple[ledger.LedgerCheck, dict[str, int], dict[str, str], Counter[str]]:
+    def books(
+        tx: Tx,
+    ) -> tuple[ledger_check.LedgerCheck, dict[str, int], dict[str, str], Counter[str]]:
         credits = dict(
             tx.conn.execute(
                 select(transfers.c.reference, transfers.c.amount).where(
@@ -273,7 +275,7 @@ def test_bank_books_close_under_concurrent_chaos(db_url: str, tmp_path: Path) ->
             )
         ).all()
         statuses = Counter({f"{trigger}:{status}": count for trigger, status, count in rows})
-        return ledger.check_ledger(tx), credits, keys, statuses
+        return ledger_check.check_ledger(tx), credits, keys, statuses
 
     check, credits, keys, statuses = service.db.read(books)
     charged = gateway.succeeded()

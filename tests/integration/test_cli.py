@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from refill import alerts, ledger, services
+from refill import alerts, ledger_check, services
 from refill.db.database import Database, create_db_engine
 from refill.db.migrate import current_revision, head_revision
 from refill.db.schema import accounts, agencies, api_keys, metadata
@@ -159,7 +159,7 @@ def test_wallet_adjust_credits_and_debits_once_per_reference_never_below_zero_an
             ("wallet.adjusted", "cli", "duplicate credit"),
             ("wallet.adjusted", "cli", "paid at Stripe, pi_123"),
         ]
-        assert db.read(ledger.check_ledger).balanced
+        assert db.read(ledger_check.check_ledger).balanced
     finally:
         db.dispose()
 

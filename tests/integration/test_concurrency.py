@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from refill import ledger, services
+from refill import ledger, ledger_check, services
 from refill.bootstrap import Refill, build
 from refill.config import Settings
 from refill.db.database import Database, Tx
@@ -137,8 +137,10 @@ def drain(refill: Refill) -> None:
 def assert_books_close(
     refill: Refill, agency_id: str, accepted: int, successful_charge_keys: set[str]
 ) -> int:
-    def work(tx: Tx) -> tuple[ledger.LedgerCheck, int, dict[str, int], dict[str, str], int, int]:
-        check = ledger.check_ledger(tx)
+    def work(
+        tx: Tx,
+    ) -> tuple[ledger_check.LedgerCheck, int, dict[str, int], dict[str, str], int, int]:
+        check = ledger_check.check_ledger(tx)
         balance = ledger.wallet_balance(tx, agency_id)
         credited = dict(
             tx.conn.execute(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from refill import alerts, ledger, services
+from refill import alerts, ledger, ledger_check, services
 from refill.bootstrap import Refill, build
 from refill.clock import FrozenClock
 from refill.config import Settings
@@ -93,7 +93,7 @@ def test_a_live_claimer_with_a_slow_gateway_call_keeps_its_charge(
         charging.join(30)
         other.close()
     attempt = service.db.read(lambda tx: get_attempt(tx, agency_id, attempt_id))
-    check = service.db.read(ledger.check_ledger)
+    check = service.db.read(ledger_check.check_ledger)
     service.close()
     assert taken_over == 0
     assert attempt.status == "succeeded"
@@ -144,5 +144,5 @@ def test_a_charge_the_gateway_cannot_be_asked_about_is_re_sent_only_while_its_ke
     assert len(gateway.succeeded()) == 1
     balance = service.db.read(lambda tx: ledger.wallet_balance(tx, agency_id))
     assert balance == 25_000_000 - 6_000_000 + 50_000_000
-    assert service.db.read(ledger.check_ledger).balanced
+    assert service.db.read(ledger_check.check_ledger).balanced
     service.close()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from refill import ledger, services
+from refill import ledger, ledger_check, services
 from refill.bootstrap import Refill, build
 from refill.config import Settings
 from refill.db.database import Tx
@@ -76,7 +76,7 @@ def cross_threshold(s: Setup) -> str:
 
 
 def assert_charged_once_and_credited_once(s: Setup) -> None:
-    def work(tx: Tx) -> tuple[dict[str, int], dict[str, str], ledger.LedgerCheck]:
+    def work(tx: Tx) -> tuple[dict[str, int], dict[str, str], ledger_check.LedgerCheck]:
         credits = dict(
             tx.conn.execute(
                 select(transfers.c.reference, transfers.c.amount).where(
@@ -92,7 +92,7 @@ def assert_charged_once_and_credited_once(s: Setup) -> None:
                 )
             ).all()
         )
-        return credits, keys, ledger.check_ledger(tx)
+        return credits, keys, ledger_check.check_ledger(tx)
 
     credits, keys, check = s.refill.db.read(work)
     charged = s.gateway.succeeded()

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from refill import ledger, services
+from refill import ledger, ledger_check, services
 from refill.bootstrap import Refill
 from refill.db.database import Tx
 from refill.db.schema import reload_attempts, transfers
@@ -59,7 +59,7 @@ operations = st.one_of(
 
 def check_invariants(refill: Refill, gateway: RecordingGateway, agency_id: str) -> None:
     def work(tx: Tx) -> dict[str, Any]:
-        check = ledger.check_ledger(tx)
+        check = ledger_check.check_ledger(tx)
         active = tx.conn.execute(
             select(reload_attempts.c.wallet_id, func.count())
             .where(

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from refill import ledger, services
+from refill import ledger_check, services
 from refill.bootstrap import Refill
 from refill.db.database import Tx
 from refill.db.schema import reload_attempts
@@ -32,7 +32,7 @@ def fund(owner: Owner, amount: str, card: str) -> None:
 
 
 def assert_ledger_balanced(refill: Refill) -> None:
-    check = refill.db.read(ledger.check_ledger)
+    check = refill.db.read(ledger_check.check_ledger)
     assert check.balanced, check
 
 

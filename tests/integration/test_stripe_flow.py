@@ -22,7 +22,7 @@ import stripe
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from refill import alerts, ledger, services
+from refill import alerts, ledger_check, services
 from refill.bootstrap import Refill, build
 from refill.cards import get_payment_method
 from refill.config import Settings
@@ -95,7 +95,7 @@ def intents_of(localstripe: LocalStripe, owner: Owner) -> list[Any]:
 
 
 def assert_ledger_balanced(refill: Refill) -> None:
-    check = refill.db.read(ledger.check_ledger)
+    check = refill.db.read(ledger_check.check_ledger)
     assert check.balanced, check
 
 

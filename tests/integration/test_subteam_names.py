@@ -545,7 +545,7 @@ def test_the_list_leaves_archived_subteams_out_unless_asked_and_shows_when_they_
         pytest.param({"name": "Sa\x00les"}, "invalid_characters", id="nul-in-name"),
         pytest.param({"archived": "yes"}, "validation_error", id="archived-not-boolean"),
         pytest.param({"archived": 1}, "validation_error", id="archived-number"),
-        pytest.param({"paused": True}, "validation_error", id="unknown-field"),
+        pytest.param({"frozen": True}, "validation_error", id="unknown-field"),
         pytest.param([], "validation_error", id="not-an-object"),
     ],
 )

@@ -13,6 +13,7 @@ from refill.api import schemas as s
 from refill.api.deps import Cursor, Limit, Owner, Service
 from refill.api.problems import problems
 from refill.ledger import TransferKind
+from refill.money import parse_amount
 from refill.services import exports
 from refill.services.history_filters import MAX_MOMENT_LENGTH, transfer_filter
 
@@ -93,6 +94,9 @@ def update_agency(body: n.AgencyUpdate, p: Owner, refill: Service) -> n.AgencyOu
             billing_emails=body.billing_emails,
             billing_address=body.billing_address,
             tax_id=body.tax_id,
+            min_call_balance=None
+            if body.min_call_balance is None
+            else parse_amount(body.min_call_balance, field="min_call_balance"),
         ),
         actor=p.actor,
     )

@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, StrictBool
 
-from refill.api.schemas import AMOUNT_PATTERN, Body, Text, fmt
+from refill.api.schemas import AMOUNT_PATTERN, Body, Text, amount_field, fmt
+from refill.money import format_amount
 from refill.notify.events import Event, EventType
 from refill.notify.receipts import Receipt
 from refill.services import Agency
@@ -168,6 +169,10 @@ class AgencyUpdate(Body):
     tax_id: Text | None = Field(
         default=None, max_length=64, description="Printed on receipts issued from now on."
     )
+    min_call_balance: Text | None = amount_field(
+        default=None,
+        title="Calls are authorized while available credits are above this (default 0.00)",
+    )
 
 
 class AgencyOut(BaseModel):
@@ -179,6 +184,7 @@ class AgencyOut(BaseModel):
     billing_address: str | None
     tax_id: str | None
     low_balance_alert: str | None
+    min_call_balance: str
     created_at: datetime
 
     @classmethod
@@ -192,5 +198,6 @@ class AgencyOut(BaseModel):
             billing_address=a.billing_address,
             tax_id=a.tax_id,
             low_balance_alert=fmt(a.low_balance_alert, a.currency),
+            min_call_balance=format_amount(a.min_call_balance, a.currency),
             created_at=a.created_at,
         )

@@ -103,6 +103,14 @@ class UsageCreate(Body):
         description="Your unique id for this usage; repeating it returns the first result.",
     )
     description: Text | None = Field(default=None, max_length=500)
+    hold_id: Text | None = Field(
+        default=None,
+        max_length=40,
+        description="Settles the live call this hold was placed for (POST /v1/calls/authorize "
+        "with hold): the hold is released and the usage debited together, never refused while "
+        "the hold is active; what the wallet cannot cover is recorded as uncovered. An expired "
+        "or released hold settles as plain usage.",
+    )
 
 
 class KeyCreate(Body):
@@ -127,6 +135,18 @@ class KeyRoll(Body):
 
 class AuthorizeRequest(Body):
     subteam_id: Text = Field(max_length=40)
+    expected_cost: Text | None = amount_field(
+        default=None,
+        title="What the call is expected to cost: allowed when available credits cover it",
+    )
+    hold: StrictBool = Field(
+        default=False,
+        description="Hold expected_cost for this call (required with it) until usage with "
+        "its hold_id settles the call, it is released, or it expires.",
+    )
+    hold_expires_in_seconds: StrictInt | None = Field(
+        default=None, ge=1, le=86_400, description="Default 7200 (2 hours), at most 24 hours."
+    )
 
 
 class ListOf(BaseModel, Generic[T]):
@@ -139,10 +159,31 @@ class SubteamOut(BaseModel):
     name: str
     created_at: datetime
     archived_at: datetime | None = Field(description="Archived: usage and calls refused.")
+    paused: bool = Field(description="Paused by the owner: new calls and usage refused.")
+    paused_at: datetime | None
+    daily_spend_limit: str | None = Field(description="Per day in the agency's time zone.")
+    monthly_spend_limit: str | None = Field(description="Per calendar month, agency time zone.")
+    spent_today: str
+    spent_this_month: str
+    held: str = Field(description="Held by its live calls (counts toward its limits).")
+    currency: str
 
     @classmethod
-    def of(cls, t: Subteam) -> SubteamOut:
-        return cls(id=t.id, name=t.name, created_at=t.created_at, archived_at=t.archived_at)
+    def of(cls, t: Subteam, currency: str) -> SubteamOut:
+        return cls(
+            id=t.id,
+            name=t.name,
+            created_at=t.created_at,
+            archived_at=t.archived_at,
+            paused=t.paused,
+            paused_at=t.paused_at,
+            daily_spend_limit=fmt(t.daily_spend_limit, currency),
+            monthly_spend_limit=fmt(t.monthly_spend_limit, currency),
+            spent_today=format_amount(t.spent_today, currency),
+            spent_this_month=format_amount(t.spent_this_month, currency),
+            held=format_amount(t.held, currency),
+            currency=currency,
+        )
 
 
 class KeyOut(BaseModel):
@@ -242,6 +283,8 @@ class WalletOut(BaseModel):
     id: str
     currency: str
     balance: str
+    held: str = Field(description="Held by live calls (active holds).")
+    available: str = Field(description="balance - held: what calls and usage can spend.")
     auto_reload: AutoReloadOut
 
     @classmethod
@@ -254,6 +297,8 @@ class WalletOut(BaseModel):
             id=w.id,
             currency=w.currency,
             balance=format_amount(w.balance, w.currency),
+            held=format_amount(w.held, w.currency),
+            available=format_amount(w.balance - w.held, w.currency),
             auto_reload=AutoReloadOut(
                 enabled=ar.enabled,
                 status=ar.status,
@@ -324,6 +369,10 @@ class TransferOut(BaseModel):
     reference: str
     subteam_id: str | None
     description: str | None
+    uncovered: str | None = Field(
+        default=None,
+        description="Usage settling a hold: the part of its cost the wallet could not cover.",
+    )
     created_at: datetime
 
     @classmethod
@@ -339,15 +388,20 @@ class TransferOut(BaseModel):
             reference=t.reference,
             subteam_id=t.subteam_id,
             description=t.description,
+            uncovered=fmt(t.uncovered, currency),
             created_at=t.created_at,
         )
 
 
 class AuthorizationOut(BaseModel):
     allowed: bool
-    reason: str
-    available: str | None
+    reason: str = Field(
+        description="credits_available, no_credits, subteam_paused or subteam_limit_reached."
+    )
+    available: str | None = Field(description="Available credits, after any hold placed.")
     currency: str
+    hold_id: str | None = Field(default=None, description="Set when a hold was placed.")
+    hold_expires_at: datetime | None = None
 
 
 class AuditOut(BaseModel):

@@ -34,20 +34,41 @@ def record_usage(
         amount=parse_amount(body.amount),
         reference=body.reference,
         description=body.description,
+        hold_id=body.hold_id,
     )
     if not created:
         response.status_code = 200
     return s.TransferOut.of(transfer, p.currency)
 
 
-@router.post("/v1/calls/authorize", operation_id="authorize_call", responses=problems(404, 422))
+@router.post(
+    "/v1/calls/authorize",
+    operation_id="authorize_call",
+    responses=problems(404, 422),
+    # hold_id and hold_expires_at only when a hold was placed.
+    response_model_exclude_none=True,
+)
 def authorize_call(body: s.AuthorizeRequest, p: Anyone, refill: Service) -> s.AuthorizationOut:
-    """Can this subteam take a call now? No credits, no calls."""
+    """Can this subteam take a call now? Without expected_cost: while available credits
+    are above the agency's min_call_balance. With it: while they cover it. Never while the
+    subteam is paused or at a spend limit. With hold, the cost is held for the call."""
     for_subteam(p, body.subteam_id)
-    result = services.authorize_call(refill.db, agency_id=p.agency_id, subteam_id=body.subteam_id)
+    expected = None
+    if body.expected_cost is not None:
+        expected = parse_amount(body.expected_cost, field="expected_cost")
+    result = services.authorize_call(
+        refill.db,
+        agency_id=p.agency_id,
+        subteam_id=body.subteam_id,
+        expected_cost=expected,
+        hold=body.hold,
+        hold_expires_in_seconds=body.hold_expires_in_seconds,
+    )
     return s.AuthorizationOut(
         allowed=result.allowed,
         reason=result.reason,
         available=format_amount(result.available, result.currency),
         currency=result.currency,
+        hold_id=None if result.hold is None else result.hold.id,
+        hold_expires_at=None if result.hold is None else result.hold.expires_at,
     )

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     WALLET_LOW_BALANCE = "wallet.low_balance"
     WALLET_DEPLETED = "wallet.depleted"
     WALLET_REPLENISHED = "wallet.replenished"
+    USAGE_UNCOVERED = "usage.uncovered"
     PAYMENT_METHOD_EXPIRING = "payment_method.expiring"
     PAYMENT_METHOD_EXPIRED = "payment_method.expired"
     SETTINGS_UPDATED = "settings.updated"

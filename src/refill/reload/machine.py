@@ -279,7 +279,7 @@ def _record_success(tx: Tx, attempt: ReloadAttempt, result: ChargeResult) -> Non
     if attempt.is_auto:
         # A reload that still leaves the wallet below the threshold starts the next one.
         trigger_auto_reload(
-            tx, agency_id=attempt.agency_id, available=posted.balance, currency=posted.currency
+            tx, agency_id=attempt.agency_id, available=posted.available, currency=posted.currency
         )
 
 

@@ -16,6 +16,7 @@ from refill.services.agencies import (
     set_low_balance_alert,
     update_agency,
 )
+from refill.services.holds import CallAuthorization, authorize_call
 from refill.services.keys import (
     KEY_PREFIX,
     KEY_USE_RESOLUTION,
@@ -53,7 +54,7 @@ from refill.services.reloads import (
     retry_now,
 )
 from refill.services.subteams import Subteam, create_subteam, get_subteam, list_subteams
-from refill.services.usage import CallAuthorization, authorize_call, record_usage
+from refill.services.usage import record_usage
 from refill.services.wallet import (
     WalletView,
     adjust_wallet,

@@ -11,18 +11,15 @@ from zoneinfo import available_timezones
 
 from sqlalchemy import insert, select, update
 
-from refill import audit, ledger
+from refill import audit, ledger, opening
 from refill.db.database import Database, Tx
 from refill.db.rows import record
-from refill.db.schema import (
-    agencies,
-    audit_log,
-)
+from refill.db.schema import accounts, agencies, audit_log
 from refill.errors import (
     NotFound,
     ValidationFailed,
 )
-from refill.ids import new_id
+from refill.ids import new_id, wallet_id_for
 from refill.money import check_currency, currency_info, format_amount
 from refill.reload import settings as reload_settings
 from refill.roles import KeyRole
@@ -30,6 +27,7 @@ from refill.services.keys import IssuedKey, issue_key
 from refill.services.members import normalize_email
 from refill.services.names import clean_name
 from refill.services.pages import Page, paginate
+from refill.services.subteams import forget_counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +43,8 @@ class Agency:
     billing_address: str | None = None
     tax_id: str | None = None
     low_balance_alert: int | None = None
+    # Calls are authorized while available credits are above this (0: any credit at all).
+    min_call_balance: int = 0
 
 
 def create_agency(db: Database, *, name: str, currency: str = "USD") -> tuple[Agency, IssuedKey]:
@@ -62,18 +62,30 @@ def create_agency(db: Database, *, name: str, currency: str = "USD") -> tuple[Ag
                 created_at=tx.now,
             )
         )
-        ledger.create_wallet(tx, agency_id=agency.id, currency=currency)
+        opening.create_wallet(tx, agency_id=agency.id, currency=currency)
         return agency, issue_key(tx, agency_id=agency.id, role=KeyRole.OWNER, subteam_id=None)
 
     return db.write(work)
 
 
 def load_agency(tx: Tx, agency_id: str) -> Agency:
-    row = tx.conn.execute(select(agencies).where(agencies.c.id == agency_id)).one_or_none()
+    floor = (
+        select(accounts.c.call_floor)
+        .where(accounts.c.id == wallet_id_for(agency_id))
+        .scalar_subquery()
+    )
+    row = tx.conn.execute(
+        select(agencies, floor.label("call_floor")).where(agencies.c.id == agency_id)
+    ).one_or_none()
     if row is None:
         raise NotFound(f"agency {agency_id} not found")
     m = row._mapping
-    return record(Agency, m, billing_emails=json.loads(m["billing_emails"] or "[]"))
+    return record(
+        Agency,
+        m,
+        billing_emails=json.loads(m["billing_emails"] or "[]"),
+        min_call_balance=int(m["call_floor"] or 0),
+    )
 
 
 def get_agency(db: Database, agency_id: str) -> Agency:
@@ -107,6 +119,7 @@ class AgencyChange:
     billing_emails: list[str] | None = None
     billing_address: str | None = None
     tax_id: str | None = None
+    min_call_balance: int | None = None
 
 
 def _values(change: AgencyChange) -> dict[str, Any]:
@@ -136,25 +149,50 @@ def update_agency(db: Database, *, agency_id: str, change: AgencyChange, actor: 
     else is told about billing; and what receipts say about the agency (from the next
     receipt on: those issued keep what they said). One write, audited."""
     values = _values(change)
-    if not values:
+    floor = change.min_call_balance
+    if floor is not None and floor < 0:
+        raise ValidationFailed(
+            "min_call_balance must not be negative",
+            code="invalid_amount",
+            field="min_call_balance",
+        )
+    if not values and floor is None:
         return get_agency(db, agency_id)
 
     def work(tx: Tx) -> Agency:
+        # The wallet's lock first: the call floor is on its row, and a new time zone
+        # changes what every subteam's day and month counters count.
+        ledger.lock_wallet(tx, agency_id)
         before = load_agency(tx, agency_id)
-        tx.conn.execute(update(agencies).where(agencies.c.id == agency_id).values(**values))
+        if values:
+            tx.conn.execute(update(agencies).where(agencies.c.id == agency_id).values(**values))
+        if floor is not None:
+            tx.conn.execute(
+                update(accounts)
+                .where(accounts.c.id == wallet_id_for(agency_id))
+                .values(call_floor=floor)
+            )
+        if "timezone" in values and values["timezone"] != before.timezone:
+            forget_counters(tx, agency_id)
         after = load_agency(tx, agency_id)
+        changed = [*values, *(["min_call_balance"] if floor is not None else [])]
         audit.record(
             tx,
             agency_id=agency_id,
             actor=actor,
             action="agency.updated",
             target_id=agency_id,
-            before={k: getattr(before, k) for k in values},
-            after={k: getattr(after, k) for k in values},
+            before={k: _shown(before, k) for k in changed},
+            after={k: _shown(after, k) for k in changed},
         )
         return after
 
     return db.write(work)
+
+
+def _shown(agency: Agency, name: str) -> Any:
+    value = getattr(agency, name)
+    return format_amount(value, agency.currency) if name == "min_call_balance" else value
 
 
 def set_low_balance_alert(db: Database, *, agency_id: str, alert: int | None, actor: str) -> Agency:

@@ -1,23 +1,18 @@
-"""Usage and calls, the hot path: a subteam's usage debits the parent wallet exactly once per
-reference; a call is authorized only with credits."""
+"""Usage, the hot path: a subteam's usage debits the parent wallet exactly once per
+reference (calls are authorized in ``services.holds``)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
 from refill import ledger
-from refill.db.database import Database, RawTx, Tx, prepared
-from refill.errors import (
-    InsufficientCredits,
-    NotFound,
-    ReferenceConflict,
-    ValidationFailed,
-)
-from refill.ledger import DuplicateReference, Transfer, TransferKind
+from refill.db.database import Database, RawTx, prepared
+from refill.errors import NotFound, ReferenceConflict, RefillError, ValidationFailed
+from refill.ids import wallet_id_for
+from refill.ledger import DuplicateReference, Posted, Transfer, TransferKind
 from refill.reload.trigger import trigger_auto_reload
-from refill.services.subteams import archived_refusal, get_subteam
+from refill.services import holds, spend
+from refill.services.subteams import archived_refusal
 
 
 def record_usage(
@@ -28,15 +23,17 @@ def record_usage(
     amount: int,
     reference: str,
     description: str | None = None,
+    hold_id: str | None = None,
 ) -> tuple[Transfer, bool]:
     """Debit the parent wallet for a subteam's usage, exactly once per reference.
 
     Returns the transfer and whether it was created now. A repeat with the same reference
-    returns the first transfer (also once the subteam is archived); the same reference
-    with another amount or subteam is a ``reference_conflict``. An archived subteam's new
-    usage is refused (``subteam_archived``) by the debit's own statement. The debit, the
-    transfer and the reload trigger are one transaction: two debits can never start two
-    reloads.
+    returns the first transfer (also once the subteam is archived or paused); the same
+    reference with another amount or subteam is a ``reference_conflict``. The debit, the
+    transfer and the reload trigger are one transaction: two debits never start two reloads.
+    ``hold_id`` settles the live call that hold was placed for (``holds.settle``). A wallet
+    without paused or limited subteams runs two statements (``ledger.post_usage``); else, or
+    when that debit could not apply, the checked path runs in the same transaction.
     """
     if amount <= 0:
         raise ValidationFailed(
@@ -47,39 +44,50 @@ def record_usage(
         raise ValidationFailed("reference must be 1 to 255 characters", field="reference")
 
     def work(tx: RawTx) -> Transfer:
-        posted = ledger.debit_wallet(
-            tx,
-            agency_id=agency_id,
-            to=ledger.SystemAccount.USAGE_REVENUE,
-            amount=amount,
-            kind=TransferKind.USAGE,
-            reference=reference,
-            subteam_id=subteam_id,
-            description=description,
-        )
-        if posted.reload_below is not None and posted.balance < posted.reload_below:
+        posted = None
+        if hold_id is not None:
+            posted = holds.settle(
+                tx,
+                agency_id=agency_id,
+                subteam_id=subteam_id,
+                hold_id=hold_id,
+                amount=amount,
+                reference=reference,
+                description=description,
+            )
+        if posted is None:
+            posted = ledger.post_usage(
+                tx,
+                agency_id=agency_id,
+                subteam_id=subteam_id,
+                amount=amount,
+                reference=reference,
+                description=description,
+            )
+        if posted is None:
+            posted = _checked_usage(tx, agency_id, subteam_id, amount, reference, description)
+        if posted.below_reload_level:
             trigger_auto_reload(
-                tx, agency_id=agency_id, available=posted.balance, currency=posted.currency
+                tx, agency_id=agency_id, available=posted.available, currency=posted.currency
             )
         return posted.transfer
 
     try:
         return db.write_raw(work), True
-    except (DuplicateReference, InsufficientCredits, IntegrityError) as exc:
-        # Rare paths, resolved in a fresh transaction after the first one rolled back.
-        def resolve(tx: Tx) -> Transfer | None:
-            original = ledger.find_transfer(
+    except (RefillError, DuplicateReference, IntegrityError) as exc:
+        if isinstance(exc, ValidationFailed):
+            raise
+        # A refusal, or the reference taken: a repeat of recorded usage returns it.
+        original = db.read(
+            lambda tx: ledger.find_transfer(
                 tx, agency_id=agency_id, kind=TransferKind.USAGE, reference=reference
             )
-            # Unknown subteam: 404; archived: 403 (the debit moved nothing for either).
-            if original is None and get_subteam(tx, agency_id, subteam_id).archived:
-                raise archived_refusal(subteam_id)
-            return original
-
-        original = db.read(resolve)
+        )
         if original is None:
-            raise exc
-        if original.amount != amount or original.subteam_id != subteam_id:
+            raise exc from None
+        if original.amount + (original.uncovered or 0) != amount or (
+            original.subteam_id != subteam_id
+        ):
             raise ReferenceConflict(
                 f"reference {reference!r} was already used for a different usage "
                 "(another amount or subteam)",
@@ -88,36 +96,49 @@ def record_usage(
         return original, False
 
 
-@dataclass(frozen=True, slots=True)
-class CallAuthorization:
-    allowed: bool
-    reason: str
-    available: int
-    currency: str
+def _checked_usage(
+    tx: RawTx,
+    agency_id: str,
+    subteam_id: str,
+    amount: int,
+    reference: str,
+    description: str | None,
+) -> Posted:
+    """The debit with the subteam's rules applied, under the wallet's lock: unknown (404),
+    archived or paused (403), past a spend limit (402 ``subteam_limit_reached``), or not
+    enough available credits (402). A refusal raises, and the transaction writes nothing."""
+    ledger.lock_wallet(tx, agency_id)
+    found = spend.read_rules(tx, agency_id, subteam_id)
+    if found is None:
+        raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
+    rules, period = found
+    if rules.archived:
+        raise archived_refusal(subteam_id)
+    if rules.paused:
+        raise spend.paused_refusal(subteam_id)
+    if rules.limited:
+        refusal = spend.limit_refusal(
+            subteam_id, rules, period, amount=amount, currency=_currency(tx, agency_id)
+        )
+        if refusal is not None:
+            raise refusal
+    posted = ledger.debit_wallet(
+        tx,
+        agency_id=agency_id,
+        to=ledger.SystemAccount.USAGE_REVENUE,
+        amount=amount,
+        kind=TransferKind.USAGE,
+        reference=reference,
+        subteam_id=subteam_id,
+        description=description,
+    )
+    spend.record_spend(tx, subteam_id, rules, period, spent=amount, held_delta=0)
+    return posted
 
 
-_AUTHORIZE = prepared(
-    "SELECT a.balance, a.currency, s.archived_at FROM subteams s "
-    "JOIN accounts a ON a.id = s.wallet_id WHERE s.id = {p} AND s.agency_id = {p}"
-)
+_CURRENCY = prepared("SELECT currency FROM accounts WHERE id = {p}")
 
 
-def authorize_call(db: Database, *, agency_id: str, subteam_id: str) -> CallAuthorization:
-    """Can this subteam take a call now? Not when the parent wallet has no credits; never
-    while the subteam is archived (``subteam_archived``).
-
-    Asked before every call, so it is one prepared lookup on the hot lane.
-    """
-
-    def work(tx: RawTx) -> CallAuthorization:
-        row = tx.execute_raw(_AUTHORIZE[tx.dialect], (subteam_id, agency_id))
-        if row is None:
-            raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
-        if row[2] is not None:
-            raise archived_refusal(subteam_id)
-        balance, currency = int(row[0]), row[1]
-        if balance > 0:
-            return CallAuthorization(True, "credits_available", balance, currency)
-        return CallAuthorization(False, "no_credits", balance, currency)
-
-    return db.read_raw(work)
+def _currency(tx: RawTx, agency_id: str) -> str:
+    row = tx.execute_raw(_CURRENCY[tx.dialect], (wallet_id_for(agency_id),))
+    return str(row[0]) if row else "USD"

@@ -10,12 +10,10 @@ from sqlalchemy import select
 
 from refill import audit, ledger
 from refill.db.database import Database, Tx
-from refill.db.schema import (
-    agencies,
-    transfers,
-)
+from refill.db.schema import accounts, transfers
 from refill.errors import (
     Conflict,
+    NotFound,
     ReferenceConflict,
     ValidationFailed,
 )
@@ -41,6 +39,7 @@ class WalletView:
     agency_id: str
     currency: str
     balance: int
+    held: int
     auto_reload: AutoReloadSettings
     as_of: datetime
     situation: Situation
@@ -48,16 +47,20 @@ class WalletView:
 
 def get_wallet(db: Database, policy: ReloadPolicy, *, agency_id: str) -> WalletView:
     def work(tx: Tx) -> WalletView:
-        balance = ledger.wallet_balance(tx, agency_id)
-        currency = tx.conn.execute(
-            select(agencies.c.currency).where(agencies.c.id == agency_id)
-        ).scalar_one()
+        row = tx.conn.execute(
+            select(accounts.c.balance, accounts.c.held, accounts.c.currency).where(
+                accounts.c.id == wallet_id_for(agency_id)
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"agency {agency_id} has no wallet")
         settings = reload_settings.get_settings(tx, agency_id, policy=policy)
         return WalletView(
             wallet_id_for(agency_id),
             agency_id,
-            currency,
-            balance,
+            row.currency,
+            int(row.balance),
+            int(row.held),
             settings,
             tx.now,
             situation(tx, agency_id, settings),

@@ -7,12 +7,14 @@ compares the migrated database with this metadata so the two cannot drift.
 from refill.db.schema.base import BigIntPK, UTCDateTime, metadata
 from refill.db.schema.money import (
     ACTIVE_AUTO_RELOAD,
+    ACTIVE_HOLD,
     accounts,
     agencies,
     api_keys,
     audit_log,
     auto_reload_settings,
     gateway_events,
+    holds,
     operator_alerts,
     payment_methods,
     reload_attempts,
@@ -37,6 +39,7 @@ from refill.db.schema.people import (
 
 __all__ = [
     "ACTIVE_AUTO_RELOAD",
+    "ACTIVE_HOLD",
     "BigIntPK",
     "UTCDateTime",
     "accounts",
@@ -47,6 +50,7 @@ __all__ = [
     "emails",
     "events",
     "gateway_events",
+    "holds",
     "invitations",
     "login_throttle",
     "memberships",

@@ -71,6 +71,18 @@ accounts = Table(
     # The low-balance alert level in effect, NULL when none: on the row the debit locks,
     # so noticing a crossing costs the hot path nothing (``events.balance``).
     Column("alert_below", BigInteger, nullable=True),
+    # Credits held by live calls (the sum of the wallet's active holds): no transfer, no
+    # money moved, but not available to spend. available = balance - held (0009).
+    Column("held", BigInteger, nullable=False, server_default="0"),
+    # Calls are authorized while available credits are above this (the agency's
+    # min_call_balance): on the row the debit locks, so the depleted and replenished
+    # events cost the hot path nothing.
+    Column("call_floor", BigInteger, nullable=False, server_default="0"),
+    # True while a subteam of this wallet is paused or has a spend limit: the one-statement
+    # usage debit then leaves the wallet alone and usage takes the checked path
+    # (``services.spend``). On the row the debit locks, so a pause or a limit applies to
+    # every debit that commits after it, however long that debit waited for the lock.
+    Column("subteam_rules", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", UTCDateTime(), nullable=False),
     CheckConstraint(
         "kind IN ('wallet', 'card_funding', 'manual_funding', 'usage_revenue', 'granted_credits')",
@@ -80,6 +92,9 @@ accounts = Table(
     CheckConstraint("kind = 'wallet' OR agency_id IS NULL", name="system_has_no_agency"),
     CheckConstraint("kind <> 'wallet' OR agency_id IS NOT NULL", name="wallet_has_agency"),
     CheckConstraint("kind <> 'wallet' OR balance >= 0", name="wallet_not_negative"),
+    CheckConstraint("held >= 0", name="held_not_negative"),
+    CheckConstraint("balance >= held", name="held_covered"),
+    CheckConstraint("call_floor >= 0", name="call_floor_not_negative"),
 )
 Index(
     "uq_accounts_one_wallet_per_agency",
@@ -112,8 +127,27 @@ subteams = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     # Set while archived: its keys were revoked, usage and calls are refused.
     Column("archived_at", UTCDateTime(), nullable=True),
+    # Set while paused by the owner: new usage and calls are refused (subteam_paused);
+    # settling a call it already holds credits for is not (0009).
+    Column("paused_at", UTCDateTime(), nullable=True),
+    # Spend limits in the agency's day and month (NULL: none). While a subteam has one, the
+    # spend counters below are kept up to date by every debit and hold (``spend``); without
+    # one they are left alone, so an unlimited subteam's usage writes nothing here.
+    Column("daily_spend_limit", BigInteger, nullable=True),
+    Column("monthly_spend_limit", BigInteger, nullable=True),
+    # Credits held by the subteam's live calls (the sum of its active holds).
+    Column("held", BigInteger, nullable=False, server_default="0"),
+    # The agency-local day ("2026-12-03") and month ("2026-12") the counters count.
+    Column("spend_day", String(10), nullable=True),
+    Column("spent_day", BigInteger, nullable=False, server_default="0"),
+    Column("spend_month", String(7), nullable=True),
+    Column("spent_month", BigInteger, nullable=False, server_default="0"),
     # Target of the transfers' (subteam, agency) foreign key.
     UniqueConstraint("id", "agency_id", name="uq_subteams_id_agency"),
+    CheckConstraint("daily_spend_limit > 0", name="daily_spend_limit_positive"),
+    CheckConstraint("monthly_spend_limit > 0", name="monthly_spend_limit_positive"),
+    CheckConstraint("held >= 0", name="subteam_held_not_negative"),
+    CheckConstraint("spent_day >= 0 AND spent_month >= 0", name="spent_not_negative"),
 )
 # One subteam per name in an agency, archived ones included (0008).
 Index("uq_subteams_agency_name", subteams.c.agency_id, subteams.c.name_key, unique=True)
@@ -157,8 +191,12 @@ transfers = Table(
     Column("metadata", Text, nullable=True),
     # The wallet's balance right after this transfer: history and charts without a scan.
     Column("wallet_balance_after", BigInteger, nullable=False),
+    # Usage settling a hold: the part of the call's cost the wallet could not cover (the
+    # hold plus what was available), recorded instead of a negative balance (0009).
+    Column("uncovered", BigInteger, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("uncovered > 0", name="uncovered_positive"),
     CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
     CheckConstraint(
         "kind IN ('usage', 'auto_reload', 'manual_reload', 'grant', 'adjustment')", name="kind"
@@ -177,6 +215,49 @@ Index("ix_transfers_agency_newest", transfers.c.agency_id, transfers.c.id)
 Index("ix_transfers_agency_created", transfers.c.agency_id, transfers.c.created_at)
 Index("ix_transfers_debit", transfers.c.debit_account_id, transfers.c.id)
 Index("ix_transfers_credit", transfers.c.credit_account_id, transfers.c.id)
+
+# A live call's credits, set aside by authorize: no transfer, no money moved. The wallet's
+# and the subteam's ``held`` are the sums of their active holds, changed in the same
+# transaction under the wallet's lock. A hold ends once: settled by usage naming it,
+# released (DELETE, or archived subteam), or expired by the worker.
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agency_id", String(40), ForeignKey("agencies.id"), nullable=False),
+    Column("wallet_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("subteam_id", String(40), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("closed_at", UTCDateTime(), nullable=True),
+    # The usage that settled it.
+    Column("transfer_id", BigInteger, ForeignKey("transfers.id"), nullable=True),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("status IN ('active', 'settled', 'released', 'expired')", name="status"),
+    CheckConstraint("(status = 'active') = (closed_at IS NULL)", name="closed_when_ended"),
+    ForeignKeyConstraint(
+        ["subteam_id", "agency_id"],
+        ["subteams.id", "subteams.agency_id"],
+        name="fk_holds_subteam",
+    ),
+)
+Index("ix_holds_agency_newest", holds.c.agency_id, holds.c.id)
+# The worker's expiry sweep and each wallet's active holds: only the live ones are indexed.
+ACTIVE_HOLD = text("status = 'active'")
+Index(
+    "ix_holds_active_expiry",
+    holds.c.expires_at,
+    sqlite_where=ACTIVE_HOLD,
+    postgresql_where=ACTIVE_HOLD,
+)
+Index(
+    "ix_holds_active_subteam",
+    holds.c.subteam_id,
+    sqlite_where=ACTIVE_HOLD,
+    postgresql_where=ACTIVE_HOLD,
+)
 
 payment_methods = Table(
     "payment_methods",

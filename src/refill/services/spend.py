@@ -1,0 +1,249 @@
+"""A subteam's rules inside the shared wallet: pause, and spend limits per day and month in
+the agency's time zone.
+
+A wallet none of whose subteams is paused or limited runs the hot path's two statements
+(``ledger.post_usage``). Otherwise its usage comes here, under the wallet's lock (the lock
+order of everything that writes a subteam's counters or held credits: wallet, then hold,
+then subteam), and the subteam's row is read, checked and, when it has a limit, has its
+counters moved in the same transaction as the debit.
+
+The counters count the agency-local day and month named beside them (``spend_day``,
+``spend_month``); a counter for another day or month counts zero. They are kept only while
+the subteam has a limit: setting one from none (or changing the agency's time zone) clears
+them, and the next debit counts the period again from the ledger, once. Credits held by
+the subteam's live calls count toward its limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from refill.db.database import SqlTx, bind_time, prepared
+from refill.errors import Forbidden, RefillError
+from refill.money import format_amount
+from refill.reload.policy import local_day, local_month
+
+
+class SubteamPaused(Forbidden):
+    code = "subteam_paused"
+
+
+class SubteamLimitReached(RefillError):
+    code = "subteam_limit_reached"
+    status = 402
+    title = "Subteam spend limit reached"
+
+
+def paused_refusal(subteam_id: str) -> SubteamPaused:
+    return SubteamPaused(
+        f"subteam {subteam_id} is paused by the agency owner: its calls and usage are refused "
+        "until it is resumed"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """The agency-local day and month a moment falls in, and when each ends."""
+
+    day: str
+    month: str
+    day_starts: datetime
+    day_ends: datetime
+    month_starts: datetime
+    month_ends: datetime
+
+    @classmethod
+    def at(cls, now: datetime, zone: ZoneInfo) -> Period:
+        day_start, day_end = local_day(now, zone)
+        month_start, month_end = local_month(now, zone)
+        return cls(
+            day_start.strftime("%Y-%m-%d"),
+            day_start.strftime("%Y-%m"),
+            day_start,
+            day_end,
+            month_start,
+            month_end,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SubteamRules:
+    """What the checked path reads of a subteam's row."""
+
+    archived: bool
+    paused: bool
+    daily_limit: int | None
+    monthly_limit: int | None
+    held: int
+    spend_day: str | None
+    spent_day: int
+    spend_month: str | None
+    spent_month: int
+
+    @property
+    def limited(self) -> bool:
+        return self.daily_limit is not None or self.monthly_limit is not None
+
+    @property
+    def counted(self) -> bool:
+        """The counters are known (not cleared by a new limit or time zone)."""
+        return self.spend_day is not None and self.spend_month is not None
+
+    def spent_in(self, period: Period) -> tuple[int, int]:
+        """Spent today and this month by the counters (another day or month counts zero)."""
+        today = self.spent_day if self.spend_day == period.day else 0
+        month = self.spent_month if self.spend_month == period.month else 0
+        return today, month
+
+
+def rules_of(row: tuple[Any, ...]) -> SubteamRules:
+    """The nine rule columns, in the order ``_READ_RULES`` selects them."""
+    archived_at, paused_at, daily, monthly, held, day, spent_day, month, spent_month = row
+    return SubteamRules(
+        archived_at is not None,
+        paused_at is not None,
+        None if daily is None else int(daily),
+        None if monthly is None else int(monthly),
+        int(held),
+        day,
+        int(spent_day),
+        month,
+        int(spent_month),
+    )
+
+
+_READ_RULES = prepared(
+    "SELECT g.timezone, s.archived_at, s.paused_at, s.daily_spend_limit, "
+    "s.monthly_spend_limit, s.held, s.spend_day, s.spent_day, s.spend_month, s.spent_month "
+    "FROM subteams s JOIN agencies g ON g.id = s.agency_id WHERE s.id = {p} AND s.agency_id = {p}"
+)
+
+
+def read_rules(tx: SqlTx, agency_id: str, subteam_id: str) -> tuple[SubteamRules, Period] | None:
+    """The subteam's rules now, counters counted (None: no such subteam in the agency).
+    The caller holds the wallet's lock when it will write them."""
+    row = tx.execute_raw(_READ_RULES[tx.dialect], (subteam_id, agency_id))
+    if row is None:
+        return None
+    rules = rules_of(row[1:])
+    period = Period.at(tx.now, ZoneInfo(row[0] or "UTC"))
+    if rules.limited and not rules.counted:
+        rules = count_from_ledger(
+            tx, agency_id=agency_id, subteam_id=subteam_id, period=period, rules=rules
+        )
+    return rules, period
+
+
+def limit_refusal(
+    subteam_id: str,
+    rules: SubteamRules,
+    period: Period,
+    *,
+    amount: int,
+    currency: str,
+    held_excluded: int = 0,
+) -> SubteamLimitReached | None:
+    """Would spending ``amount`` more take the subteam past a limit, counting what its live
+    calls hold (less ``held_excluded``: a hold being settled)? Pure: the day's limit first."""
+    today, month = rules.spent_in(period)
+    held = rules.held - held_excluded
+    checks = (
+        ("daily", rules.daily_limit, today, period.day_ends),
+        ("monthly", rules.monthly_limit, month, period.month_ends),
+    )
+    for name, limit, spent, resets_at in checks:
+        if limit is not None and spent + held + amount > limit:
+            return _limit_reached(subteam_id, name, limit, spent, held, resets_at, currency)
+    return None
+
+
+def room_left(rules: SubteamRules, period: Period) -> int | None:
+    """What the subteam may still spend now (None: no limit)."""
+    today, month = rules.spent_in(period)
+    rooms = [
+        limit - spent - rules.held
+        for limit, spent in ((rules.daily_limit, today), (rules.monthly_limit, month))
+        if limit is not None
+    ]
+    return min(rooms) if rooms else None
+
+
+def _limit_reached(
+    subteam_id: str,
+    name: str,
+    limit: int,
+    spent: int,
+    held: int,
+    resets_at: datetime,
+    currency: str,
+) -> SubteamLimitReached:
+    word = "today" if name == "daily" else "this month"
+    return SubteamLimitReached(
+        f"subteam {subteam_id} has reached its {name} spend limit of "
+        f"{format_amount(limit, currency)} {currency} ({format_amount(spent, currency)} spent "
+        f"{word}, {format_amount(held, currency)} held by live calls); it resets at "
+        f"{resets_at.isoformat()}",
+        limit=name,
+        spend_limit=format_amount(limit, currency),
+        spent=format_amount(spent, currency),
+        held=format_amount(held, currency),
+        resets_at=resets_at.isoformat(),
+    )
+
+
+_SPENT_SINCE = prepared(
+    "SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE agency_id = {p} AND kind = 'usage' "
+    "AND subteam_id = {p} AND created_at >= {p}"
+)
+
+
+def count_from_ledger(
+    tx: SqlTx, *, agency_id: str, subteam_id: str, period: Period, rules: SubteamRules
+) -> SubteamRules:
+    """The counters counted again from the subteam's usage transfers (once, after a limit
+    was set or the time zone changed)."""
+    spent = []
+    for since in (period.day_starts, period.month_starts):
+        row = tx.execute_raw(
+            _SPENT_SINCE[tx.dialect], (agency_id, subteam_id, bind_time(tx.dialect, since))
+        )
+        spent.append(int(row[0]) if row else 0)
+    return replace(
+        rules,
+        spend_day=period.day,
+        spent_day=spent[0],
+        spend_month=period.month,
+        spent_month=spent[1],
+    )
+
+
+_WRITE_COUNTERS = prepared(
+    "UPDATE subteams SET held = held + {p}, spend_day = {p}, spent_day = {p}, "
+    "spend_month = {p}, spent_month = {p} WHERE id = {p}"
+)
+_WRITE_HELD = prepared("UPDATE subteams SET held = held + {p} WHERE id = {p}")
+
+
+def record_spend(
+    tx: SqlTx,
+    subteam_id: str,
+    rules: SubteamRules,
+    period: Period,
+    *,
+    spent: int,
+    held_delta: int,
+) -> None:
+    """Add ``spent`` to the counters (a limited subteam's only) and ``held_delta`` to its
+    held credits; caller holds the wallet's lock and has counted the period."""
+    if not rules.limited:
+        if held_delta:
+            tx.execute_raw(_WRITE_HELD[tx.dialect], (held_delta, subteam_id))
+        return
+    today, month = rules.spent_in(period)
+    tx.execute_raw(
+        _WRITE_COUNTERS[tx.dialect],
+        (held_delta, period.day, today + spent, period.month, month + spent, subteam_id),
+    )
