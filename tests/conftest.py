@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from refill.bootstrap import Refill, build
+from refill.clock import FrozenClock
 from refill.config import Settings
 from refill.db.database import create_db_engine
 from refill.db.migrate import upgrade
@@ -134,4 +136,32 @@ def refill(db_url: str, gateway: RecordingGateway) -> Iterator[Refill]:
 @pytest.fixture
 def client(refill: Refill) -> Iterator[TestClient]:
     with TestClient(create_app(refill)) as test_client:
+        yield test_client
+
+
+FROZEN_START = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen_clock() -> FrozenClock:
+    """Time that moves only when a test says so (2026-12-03 09:00 UTC at first)."""
+    return FrozenClock(FROZEN_START)
+
+
+@pytest.fixture
+def frozen_refill(
+    db_url: str, gateway: RecordingGateway, frozen_clock: FrozenClock
+) -> Iterator[Refill]:
+    """The service on ``frozen_clock``, reloads processed right after each commit."""
+    service = build(
+        Settings(database_url=db_url), gateway=gateway, clock=frozen_clock, in_process_worker=False
+    )
+    service.process_new_attempts_inline()
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def frozen_client(frozen_refill: Refill) -> Iterator[TestClient]:
+    with TestClient(create_app(frozen_refill)) as test_client:
         yield test_client

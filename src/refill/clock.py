@@ -26,3 +26,8 @@ class FrozenClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+
+    def set(self, moment: datetime) -> None:
+        if moment.tzinfo is None:
+            raise ValueError("a naive datetime given to the clock")
+        self._now = moment.astimezone(UTC)

@@ -17,7 +17,7 @@ the subteam's live calls count toward its limits.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -144,12 +144,11 @@ def limit_refusal(
     *,
     amount: int,
     currency: str,
-    held_excluded: int = 0,
 ) -> SubteamLimitReached | None:
     """Would spending ``amount`` more take the subteam past a limit, counting what its live
-    calls hold (less ``held_excluded``: a hold being settled)? Pure: the day's limit first."""
+    calls hold? Pure: the day's limit first. (Settling a hold is never refused.)"""
     today, month = rules.spent_in(period)
-    held = rules.held - held_excluded
+    held = rules.held
     checks = (
         ("daily", rules.daily_limit, today, period.day_ends),
         ("monthly", rules.monthly_limit, month, period.month_ends),
@@ -181,16 +180,16 @@ def _limit_reached(
     currency: str,
 ) -> SubteamLimitReached:
     word = "today" if name == "daily" else "this month"
+    local = f"{resets_at:%Y-%m-%d %H:%M} {resets_at.tzname()}"
     return SubteamLimitReached(
         f"subteam {subteam_id} has reached its {name} spend limit of "
         f"{format_amount(limit, currency)} {currency} ({format_amount(spent, currency)} spent "
-        f"{word}, {format_amount(held, currency)} held by live calls); it resets at "
-        f"{resets_at.isoformat()}",
+        f"{word}, {format_amount(held, currency)} held by live calls); it resets at {local}",
         limit=name,
         spend_limit=format_amount(limit, currency),
         spent=format_amount(spent, currency),
         held=format_amount(held, currency),
-        resets_at=resets_at.isoformat(),
+        resets_at=resets_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     )
 
 

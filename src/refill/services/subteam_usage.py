@@ -76,6 +76,15 @@ def bucket_starts(
     return [s for s in starts if s < end] or starts[:1]
 
 
+def _bucket_end(now: datetime, granularity: Granularity, zone: ZoneInfo) -> datetime:
+    """The end of the local hour or day ``now`` is in."""
+    if granularity is Granularity.HOUR:
+        local = now.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+        return local.astimezone(UTC) + timedelta(hours=1)
+    tomorrow = now.astimezone(zone).date() + timedelta(days=1)
+    return datetime.combine(tomorrow, time(), tzinfo=zone).astimezone(UTC)
+
+
 def _quarter(tx: Tx) -> object:
     """The usage's quarter hour since the epoch, in this engine's SQL."""
     if tx.dialect == "postgresql":
@@ -93,8 +102,8 @@ def usage_series(
     granularity: str,
 ) -> UsageSeries:
     """Spend and usage events per local hour or day between ``since`` and ``until`` (ISO
-    dates or date-times as the history filters take them; default: the last 24 hours by the
-    hour, the last 30 days by the day). 422 for an unknown granularity, an empty range, or
+    dates or date-times as the history filters take them; default: the 24 hours or 30 days
+    up to the end of the current hour or day). 422 for an unknown granularity, an empty range, or
     more than 31 days by the hour or 366 by the day."""
     try:
         step = Granularity(granularity)
@@ -106,7 +115,8 @@ def usage_series(
     def work(tx: Tx) -> UsageSeries:
         get_subteam(tx, agency_id, subteam_id)  # 404 when not the agency's
         zone = agency_zone(tx, agency_id)
-        end = parse_moment(until, field="to", zone=zone) or tx.now
+        # By default up to the end of the current hour or day, so "now" is in the series.
+        end = parse_moment(until, field="to", zone=zone) or _bucket_end(tx.now, step, zone)
         start = parse_moment(since, field="from", zone=zone) or end - DEFAULT_RANGE[step]
         if start >= end:
             raise ValidationFailed("from must be before to", code="invalid_range", field="from")
