@@ -255,3 +255,43 @@ def test_a_reload_stopped_by_the_daily_limit_shows_the_rail_and_until_when(world
     assert "Blocked" in rows[0]
     assert "daily reload limit" in rows[0]
     assert "Succeeded" in rows[1]
+
+
+@pytest.mark.parametrize(
+    ("floor", "hold", "service"),
+    [
+        pytest.param(None, None, "Subteams can take calls", id="credits"),
+        pytest.param(None, "6.00", "Subteams can take calls", id="some-held"),
+        pytest.param(None, "10.00", "Every credit is held by live calls", id="all-held"),
+        pytest.param("5.00", "6.00", "Below your minimum call balance of $5.00", id="floor"),
+    ],
+)
+def test_the_wallet_card_says_what_live_calls_hold_and_whether_new_calls_go_through(
+    world: World, floor: str | None, hold: str | None, service: str
+) -> None:
+    db = world.refill.db
+    sales = services.create_subteam(db, agency_id=world.agency_id, name="Sales").id
+    services.grant_credits(db, agency_id=world.agency_id, amount=10_000_000, reference="g1")
+    if floor is not None:
+        services.update_agency(
+            db,
+            agency_id=world.agency_id,
+            change=services.AgencyChange(min_call_balance=parse_amount(floor)),
+            actor="test",
+        )
+    if hold is not None:
+        services.authorize_call(
+            db,
+            agency_id=world.agency_id,
+            subteam_id=sales,
+            expected_cost=parse_amount(hold),
+            hold=True,
+        )
+    with TestClient(create_app(world.refill)) as client:
+        assert sign_in(client, world.owner_email).status_code == 303
+        page = client.get("/portal/team/billing").text
+    assert service in page
+    if hold is None:
+        assert 'data-testid="held"' not in page
+    else:
+        assert f"${hold} held by live calls" in page

@@ -298,7 +298,7 @@ class WalletOut(BaseModel):
             currency=w.currency,
             balance=format_amount(w.balance, w.currency),
             held=format_amount(w.held, w.currency),
-            available=format_amount(w.balance - w.held, w.currency),
+            available=format_amount(w.available, w.currency),
             auto_reload=AutoReloadOut(
                 enabled=ar.enabled,
                 status=ar.status,

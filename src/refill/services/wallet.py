@@ -43,12 +43,25 @@ class WalletView:
     auto_reload: AutoReloadSettings
     as_of: datetime
     situation: Situation
+    # Calls are authorized while available credits are above this (min_call_balance).
+    call_floor: int = 0
+
+    @property
+    def available(self) -> int:
+        """What calls and usage can spend: the balance less what live calls hold."""
+        return self.balance - self.held
+
+    @property
+    def takes_calls(self) -> bool:
+        return self.available > self.call_floor
 
 
 def get_wallet(db: Database, policy: ReloadPolicy, *, agency_id: str) -> WalletView:
     def work(tx: Tx) -> WalletView:
         row = tx.conn.execute(
-            select(accounts.c.balance, accounts.c.held, accounts.c.currency).where(
+            select(
+                accounts.c.balance, accounts.c.held, accounts.c.currency, accounts.c.call_floor
+            ).where(
                 accounts.c.id == wallet_id_for(agency_id)
             )
         ).one_or_none()
@@ -64,6 +77,7 @@ def get_wallet(db: Database, policy: ReloadPolicy, *, agency_id: str) -> WalletV
             settings,
             tx.now,
             situation(tx, agency_id, settings),
+            int(row.call_floor),
         )
 
     return db.read(work)
