@@ -17,7 +17,7 @@ from refill.bootstrap import Refill
 from refill.clock import FrozenClock
 from refill.errors import InsufficientCredits
 from refill.services import holds as hold_service
-from tests.integration.subteam_api import Agency, assert_problem
+from tests.support.subteam_api import Agency, assert_problem
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from refill.bootstrap import Refill
 from refill.clock import FrozenClock
-from tests.integration.subteam_api import Agency, assert_problem
+from tests.support.subteam_api import Agency, assert_problem
 
 # Kolkata is UTC+05:30: its midnight is 18:30 UTC, so a UTC day would be visibly wrong.
 ZONE = "Asia/Kolkata"
