@@ -434,4 +434,6 @@ def lock_wallet(tx: SqlTx, agency_id: str) -> int:
     row = tx.execute_raw(_LOCK_WALLET[tx.dialect], (wallet_id_for(agency_id),))
     if row is None:
         raise NotFound(f"agency {agency_id} has no wallet")
+    # The lock may have been waited for: what follows happens now, in lock order.
+    tx.read_clock()
     return int(row[0])

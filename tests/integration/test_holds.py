@@ -334,3 +334,17 @@ def test_target_mode_tops_available_credits_up_to_the_target(acme: Agency) -> No
 
     assert auto_reloads(acme) == [("succeeded", "21.00")]
     assert figures(acme)[2] == "25.00"
+
+
+def test_a_call_settled_past_its_subteams_limit_records_the_excess_as_uncovered(
+    acme: Agency,
+) -> None:
+    acme.grant(40_000_000, reference="more")  # 50.00
+    acme.patch("Sales", {"daily_spend_limit": "10.00"})
+    hold_id = held(acme, "Sales", "6.00")
+    settled = acme.use("Sales", "25.00", "call-1", hold_id=hold_id)
+    assert settled.status_code == 201, settled.text
+    assert (settled.json()["amount"], settled.json()["uncovered"]) == ("10.00", "15.00")
+    [event] = acme.events("usage.uncovered")
+    assert event["data"]["capped_by"] == "spend_limit"
+    assert acme.shown("Sales")["spent_today"] == "10.00"

@@ -86,6 +86,8 @@ class SqlTx(Protocol):
 
     def announce(self, item: object) -> None: ...
 
+    def read_clock(self) -> None: ...
+
 
 class AfterCommit:
     """Who is told what committed transactions announced, by the announcement's type.
@@ -120,9 +122,17 @@ class Tx:
     conn: Connection
     now: datetime
     announced: list[object] = field(default_factory=list)
+    clock: Clock | None = None
 
     def announce(self, item: object) -> None:
         self.announced.append(item)
+
+    def read_clock(self) -> None:
+        """Take the time again, after waiting for a lock (``ledger.lock_wallet``): what
+        the transaction records then happens in the order the lock was granted, so an
+        agency's day or month never goes back for a transaction that waited."""
+        if self.clock is not None:
+            self.now = self.clock.now()
 
     @property
     def dialect(self) -> str:
@@ -148,6 +158,12 @@ class RawTx:
     sa_dialect: Dialect
     now: datetime
     announced: list[object] = field(default_factory=list)
+    clock: Clock | None = None
+
+    def read_clock(self) -> None:
+        """As ``Tx.read_clock``."""
+        if self.clock is not None:
+            self.now = self.clock.now()
 
     @property
     def dialect(self) -> str:
@@ -272,7 +288,7 @@ class Database:
             if self.dialect == "sqlite" and not write:
                 conn = conn.execution_options(refill_begin="DEFERRED")
             with conn.begin():
-                yield Tx(conn=conn, now=self.clock.now())
+                yield Tx(conn=conn, now=self.clock.now(), clock=self.clock)
 
     @contextmanager
     def _raw_transaction(self, *, write: bool) -> Iterator[RawTx]:
@@ -284,7 +300,7 @@ class Database:
             if dialect.name == "sqlite":
                 begin = "BEGIN IMMEDIATE" if write else "BEGIN"
                 _execute_on(dialect, dbapi.cursor(), begin, ())
-            yield RawTx(dbapi=dbapi, sa_dialect=dialect, now=self.clock.now())
+            yield RawTx(dbapi=dbapi, sa_dialect=dialect, now=self.clock.now(), clock=self.clock)
             try:
                 dbapi.commit()
             except dialect.loaded_dbapi.Error as exc:

@@ -332,8 +332,9 @@ def settle(
     """Settle a live call: release its hold and debit its usage, in this transaction.
 
     Never refused while the hold is active (even if the subteam was paused since): the
-    debit takes at most the hold plus what is available, and the rest is recorded as
-    ``uncovered``, never a negative balance. None when the hold is no longer active
+    debit takes at most the hold plus what is available and what the subteam's spend
+    limits leave, and the rest is recorded as ``uncovered``: never a negative balance, and
+    never a limit passed. None when the hold is no longer active
     (expired or released): the usage is then plain usage.
     """
     available = ledger.lock_wallet(tx, agency_id)
@@ -352,7 +353,12 @@ def settle(
     if found is None:  # the hold's foreign key names it: not on a sound database
         raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
     rules, period = found
+    # At most the hold plus what is available, and what the subteam's limits leave.
     debit = min(amount, available + held)
+    room = spend.settle_room(rules, period, hold=held)
+    capped_by = "available_credits"
+    if room is not None and room < debit:
+        debit, capped_by = room, "spend_limit"
     uncovered = amount - debit or None
     posted = ledger.debit_wallet(
         tx,
@@ -382,6 +388,7 @@ def settle(
                 "debited": format_amount(debit, currency),
                 "uncovered": format_amount(uncovered, currency),
                 "currency": currency,
+                "capped_by": capped_by,
             },
         )
     return posted

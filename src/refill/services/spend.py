@@ -93,9 +93,11 @@ class SubteamRules:
         return self.spend_day is not None and self.spend_month is not None
 
     def spent_in(self, period: Period) -> tuple[int, int]:
-        """Spent today and this month by the counters (another day or month counts zero)."""
-        today = self.spent_day if self.spend_day == period.day else 0
-        month = self.spent_month if self.spend_month == period.month else 0
+        """Spent today and this month by the counters (an earlier day or month counts zero;
+        a later one, which only a clock set back could meet, is kept: counters never go
+        back)."""
+        today = self.spent_day if (self.spend_day or "") >= period.day else 0
+        month = self.spent_month if (self.spend_month or "") >= period.month else 0
         return today, month
 
 
@@ -170,6 +172,14 @@ def room_left(rules: SubteamRules, period: Period) -> int | None:
     return min(rooms) if rooms else None
 
 
+def settle_room(rules: SubteamRules, period: Period, *, hold: int) -> int | None:
+    """The most a call that holds ``hold`` may cost under the subteam's limits (None: no
+    limit): its hold, and what the limits leave besides. Never less than the hold, even
+    if the owner lowered a limit since the call started."""
+    room = room_left(rules, period)
+    return None if room is None else hold + max(room, 0)
+
+
 def _limit_reached(
     subteam_id: str,
     name: str,
@@ -242,7 +252,9 @@ def record_spend(
             tx.execute_raw(_WRITE_HELD[tx.dialect], (held_delta, subteam_id))
         return
     today, month = rules.spent_in(period)
+    day = max(period.day, rules.spend_day or "")
+    month_key = max(period.month, rules.spend_month or "")
     tx.execute_raw(
         _WRITE_COUNTERS[tx.dialect],
-        (held_delta, period.day, today + spent, period.month, month + spent, subteam_id),
+        (held_delta, day, today + spent, month_key, month + spent, subteam_id),
     )
