@@ -13,6 +13,11 @@ MAX_OPS_PER_CLIENT = 2_000_000  # a bound besides time, so no loop can run away
 ROUNDS = 4  # alternating Refill / baseline rounds per measurement
 
 
+class RoundOver(Exception):
+    """Raised by an operation with nothing left to do (its prepared work ran out): its
+    client stops for the rest of the round."""
+
+
 @dataclass
 class Measurement:
     ops: int
@@ -77,6 +82,8 @@ def run_clients(op: Callable[[int, int], None], clients: int, seconds: float) ->
                 return
             try:
                 op(n, i)
+            except RoundOver:
+                return
             except Exception:
                 errors[n] += 1
                 continue
@@ -104,13 +111,18 @@ def interleaved(
     clients: int,
     seconds: float,
     tick: Callable[[], None],
+    *,
+    prepare: Callable[[], None] | None = None,
 ) -> tuple[Measurement, Measurement]:
-    """Alternate short rounds of each so drift (caches, WAL, autovacuum) hits both alike."""
+    """Alternate short rounds of each so drift (caches, WAL, autovacuum) hits both alike.
+    ``prepare`` runs before each pair of rounds, outside the timed part."""
     mine: list[Measurement] = []
     theirs: list[Measurement] = []
     per_round = seconds / ROUNDS
     offset = 0
     for _ in range(ROUNDS):
+        if prepare is not None:
+            prepare()
         mine.append(run_clients(partial(_shifted, refill_op, offset), clients, per_round))
         theirs.append(run_clients(partial(_shifted, baseline_op, offset), clients, per_round))
         offset += MAX_OPS_PER_CLIENT

@@ -25,7 +25,7 @@ def describe(report: dict[str, Any]) -> list[list[str]]:
                 f"p99 {mine['p99_ms']:.1f} ms"
             )
             baseline = f"{base['ops_per_s']:,.0f} POSTs/s"
-        elif r["scenario"] == "authorize":
+        elif r["scenario"] in ("authorize", "authorize-hold", "settle"):
             figure = (
                 f"{mine['ops_per_s']:,.0f}/s, p50 {mine['p50_ms']:.3f}, p99 {mine['p99_ms']:.3f} ms"
             )

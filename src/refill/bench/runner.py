@@ -26,6 +26,7 @@ from sqlalchemy import text
 from refill import services
 from refill.bench.baseline import BaselineInsufficient, BaselineSQL
 from refill.bench.fixtures import BenchAgency, RawPool, fill_history, make_agency
+from refill.bench.holds import measure_holds
 from refill.bench.measure import (
     ROUNDS,
     Measurement,
@@ -78,6 +79,7 @@ class Bench:
                 for clients in self.config.clients:
                     self.usage_spread(refill, clients)
                 self.authorize(refill)
+                measure_holds(self, refill)
                 self.reload_latency(refill)
                 if self.config.http:
                     self.http_usage(refill, url)
@@ -103,7 +105,7 @@ class Bench:
     @staticmethod
     def phases(config: BenchConfig) -> int:
         """How many progress ticks a run makes (for the progress bar)."""
-        per_usage = ROUNDS * len(config.clients) * 2
+        per_usage = ROUNDS * len(config.clients) * 4  # usage-hot, -spread, authorize-hold, settle
         http = ROUNDS if config.http else 0
         return per_usage + ROUNDS + 1 + http + config.webhooks + len(config.history_sizes)
 
