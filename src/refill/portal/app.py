@@ -28,6 +28,7 @@ from refill.portal import (
     notifications,
     receipts,
     signin,
+    subteams,
 )
 from refill.portal.common import HERE, PortalRefused, SignInNeeded, page, plain_status
 from refill.portal.security import content_security_policy, secure
@@ -92,6 +93,7 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
         exports.router,
         members.router,
         developers.router,
+        subteams.router,
         audit.router,
         account.router,
         notifications.router,
