@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher, profiles
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -25,6 +26,7 @@ from refill.db.database import create_db_engine
 from refill.db.migrate import upgrade
 from refill.db.schema import metadata
 from refill.gateway.sandbox import SandboxGateway
+from refill.services import passwords
 from refill.web import create_app
 from tests.support.doubles import RecordingGateway
 from tests.support.server import start_server  # noqa: F401  (a fixture for every e2e module)
@@ -35,6 +37,12 @@ TIERS = ("unit", "integration", "e2e", "browser")
 # One server key for every service and `refill serve` the tests start (webhook secrets and
 # link tokens are derived from it); no key file is written into the checkout.
 os.environ.setdefault("REFILL_SECRET_KEY", "dGVzdHMtb2YtcmVmaWxsLWEta2V5LW9mLTMyLWJ5dGVzISE=")
+
+# Passwords made in this process (members added, sign-ups, resets) are argon2id with the
+# cheapest parameters: a real hash costs 64 MiB and about 0.4 s here, and hundreds of tests
+# sign someone in. Every `refill serve` a test starts keeps the real parameters (the
+# sign-in burst test measures them).
+passwords.use_hasher(PasswordHasher.from_parameters(profiles.CHEAPEST))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -47,6 +47,14 @@ def hash_slot(wait: float = HASH_WAIT) -> Iterator[None]:
         _hash_slots.release()
 
 
+def use_hasher(hasher: PasswordHasher) -> None:
+    """Hash new passwords with these parameters from now on, in this process. Only the
+    in-process tests call it (argon2-cffi's cheapest profile); a server keeps the defaults,
+    and a hash always verifies with the parameters written in it."""
+    global _hasher
+    _hasher = hasher
+
+
 def hash_password(password: str) -> str:
     with hash_slot(wait=30.0):
         return _hasher.hash(check_password(password))
