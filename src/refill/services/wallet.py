@@ -61,9 +61,7 @@ def get_wallet(db: Database, policy: ReloadPolicy, *, agency_id: str) -> WalletV
         row = tx.conn.execute(
             select(
                 accounts.c.balance, accounts.c.held, accounts.c.currency, accounts.c.call_floor
-            ).where(
-                accounts.c.id == wallet_id_for(agency_id)
-            )
+            ).where(accounts.c.id == wallet_id_for(agency_id))
         ).one_or_none()
         if row is None:
             raise NotFound(f"agency {agency_id} has no wallet")
