@@ -63,7 +63,7 @@ class CallAuthorization:
 
 def decide_call(
     rules: SubteamRules,
-    period: Period,
+    period: Period | None,
     *,
     available: int,
     call_floor: int,
@@ -111,7 +111,7 @@ class _CallState:
     available: int
     currency: str
     call_floor: int
-    period: Period
+    period: Period | None  # only for a limited subteam: the rest need no date
     rules: SubteamRules
 
 
@@ -124,11 +124,13 @@ def _call_state(tx: SqlTx, agency_id: str, subteam_id: str) -> _CallState:
     rules = spend.rules_of(row[4:])
     if rules.archived:
         raise archived_refusal(subteam_id)
-    period = Period.at(tx.now, ZoneInfo(row[3] or "UTC"))
-    if rules.limited and not rules.counted:
-        rules = spend.count_from_ledger(
-            tx, agency_id=agency_id, subteam_id=subteam_id, period=period, rules=rules
-        )
+    period = None
+    if rules.limited:
+        period = Period.at(tx.now, ZoneInfo(row[3] or "UTC"))
+        if not rules.counted:
+            rules = spend.count_from_ledger(
+                tx, agency_id=agency_id, subteam_id=subteam_id, period=period, rules=rules
+            )
     return _CallState(int(row[0]), row[1], int(row[2]), period, rules)
 
 

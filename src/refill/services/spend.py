@@ -60,8 +60,8 @@ class Period:
         day_start, day_end = local_day(now, zone)
         month_start, month_end = local_month(now, zone)
         return cls(
-            day_start.strftime("%Y-%m-%d"),
-            day_start.strftime("%Y-%m"),
+            f"{day_start.year:04d}-{day_start.month:02d}-{day_start.day:02d}",
+            f"{day_start.year:04d}-{day_start.month:02d}",
             day_start,
             day_end,
             month_start,
@@ -161,8 +161,13 @@ def limit_refusal(
     return None
 
 
-def room_left(rules: SubteamRules, period: Period) -> int | None:
-    """What the subteam may still spend now (None: no limit)."""
+def room_left(rules: SubteamRules, period: Period | None) -> int | None:
+    """What the subteam may still spend now (None: no limit; an unlimited subteam needs
+    no period)."""
+    if not rules.limited:
+        return None
+    if period is None:
+        raise ValueError("a limited subteam's room is counted in a period")
     today, month = rules.spent_in(period)
     rooms = [
         limit - spent - rules.held
@@ -240,14 +245,14 @@ def record_spend(
     tx: SqlTx,
     subteam_id: str,
     rules: SubteamRules,
-    period: Period,
+    period: Period | None,
     *,
     spent: int,
     held_delta: int,
 ) -> None:
     """Add ``spent`` to the counters (a limited subteam's only) and ``held_delta`` to its
     held credits; caller holds the wallet's lock and has counted the period."""
-    if not rules.limited:
+    if not rules.limited or period is None:
         if held_delta:
             tx.execute_raw(_WRITE_HELD[tx.dialect], (held_delta, subteam_id))
         return
