@@ -16,7 +16,7 @@ has two transfers; every recorded usage is a settle a client was told succeeded;
 limited subteam's usage per agency-local day (and month) stays within its limit; every
 successful charge is credited exactly once. Bounded in count; no wall-clock assertions.
 
-Clients settle above the hold on every subteam: ``holds.settle`` never refuses an active
+Clients settle above the hold on every subteam: ``settling.settle`` never refuses an active
 hold, and debits at most what the credits and the subteam's limits leave.
 """
 

@@ -33,7 +33,7 @@ from refill.config import Settings
 from refill.db.database import Database
 from refill.errors import InsufficientCredits
 from refill.gateway.sandbox import SandboxGateway
-from refill.services import holds
+from refill.services import holds, settling
 from refill.services.spend import SubteamLimitReached, SubteamPaused
 from tests.support.doubles import RecordingGateway
 
@@ -213,7 +213,7 @@ def settle_again(db: Database, log: ClientLog, placed: Placed, *, reference: str
             reference=reference,
             hold_id=placed.hold_id,
         )
-    except holds.HoldSettled:
+    except settling.HoldSettled:
         log.second_settles_refused += 1
         return
     except Exception as exc:

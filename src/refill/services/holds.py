@@ -5,8 +5,8 @@ on the wallet's and the subteam's ``held``, changed together under the wallet's 
 database checks ``0 <= held <= balance``). Available credits are the balance less what is
 held; the trigger looks at them, so holding credits for live calls can start a reload
 before those calls end. A hold ends once: settled by the usage that names it
-(``settle``), released (``DELETE /v1/holds/{id}``, or its subteam archived), or expired by
-the worker.
+(``services.settling``), released (``DELETE /v1/holds/{id}``, or its subteam archived),
+or expired by the worker.
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ from refill.db.rows import record
 from refill.db.schema import ACTIVE_HOLD, holds
 from refill.errors import Conflict, NotFound, ValidationFailed
 from refill.ids import new_id, wallet_id_for
-from refill.ledger import Posted, TransferKind
-from refill.money import format_amount
-from refill.notify.events import EventType, emit
 from refill.reload.trigger import trigger_auto_reload
 from refill.services import spend
 from refill.services.pages import Page, paginate
 from refill.services.spend import Period, SubteamRules
+from refill.services.subteams import archived_refusal
 
 DEFAULT_EXPIRY = timedelta(hours=2)
 MAX_EXPIRY = timedelta(hours=24)
@@ -79,6 +77,11 @@ def decide_call(
     room = spend.room_left(rules, period)
     if room is not None and (room <= 0 or (expected_cost or 0) > room):
         return "subteam_limit_reached"
+    return credit_refusal(available=available, call_floor=call_floor, expected_cost=expected_cost)
+
+
+def credit_refusal(*, available: int, call_floor: int, expected_cost: int | None) -> str | None:
+    """The credits half of ``decide_call``: ``no_credits`` or None."""
     if expected_cost is None:
         return None if available > call_floor else "no_credits"
     return None if available >= expected_cost and available > 0 else "no_credits"
@@ -97,13 +100,15 @@ def hold_lifetime(seconds: int | None) -> timedelta:
 
 # --- authorize ---------------------------------------------------------------------------
 
+# One read: the wallet's available credits and call floor, and the subteam's rules. The
+# agency's time zone is read only for a limited subteam (the rest need no date).
 _READ_CALL = prepared(
-    "SELECT a.balance - a.held, a.currency, a.call_floor, g.timezone, s.archived_at, "
-    "s.paused_at, s.daily_spend_limit, s.monthly_spend_limit, s.held, s.spend_day, "
-    "s.spent_day, s.spend_month, s.spent_month FROM subteams s "
-    "JOIN accounts a ON a.id = s.wallet_id JOIN agencies g ON g.id = s.agency_id "
+    "SELECT a.balance - a.held, a.currency, a.call_floor, s.archived_at, s.paused_at, "
+    "s.daily_spend_limit, s.monthly_spend_limit, s.held, s.spend_day, s.spent_day, "
+    "s.spend_month, s.spent_month FROM subteams s JOIN accounts a ON a.id = s.wallet_id "
     "WHERE s.id = {p} AND s.agency_id = {p}"
 )
+_ZONE = prepared("SELECT timezone FROM agencies WHERE id = {p}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,22 +116,25 @@ class _CallState:
     available: int
     currency: str
     call_floor: int
-    period: Period | None  # only for a limited subteam: the rest need no date
+    period: Period | None  # only for a limited subteam
     rules: SubteamRules
 
 
-def _call_state(tx: SqlTx, agency_id: str, subteam_id: str) -> _CallState:
-    from refill.services.subteams import archived_refusal
-
-    row = tx.execute_raw(_READ_CALL[tx.dialect], (subteam_id, agency_id))
+def _call_state(
+    tx: SqlTx, agency_id: str, subteam_id: str, row: tuple[Any, ...] | None = None
+) -> _CallState:
+    """The call's state, from ``row`` when the caller has read it already."""
+    if row is None:
+        row = tx.execute_raw(_READ_CALL[tx.dialect], (subteam_id, agency_id))
     if row is None:
         raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
-    rules = spend.rules_of(row[4:])
+    rules = spend.rules_of(row[3:])
     if rules.archived:
         raise archived_refusal(subteam_id)
     period = None
     if rules.limited:
-        period = Period.at(tx.now, ZoneInfo(row[3] or "UTC"))
+        zone = tx.execute_raw(_ZONE[tx.dialect], (agency_id,))
+        period = Period.at(tx.now, ZoneInfo(zone[0] if zone else "UTC"))
         if not rules.counted:
             rules = spend.count_from_ledger(
                 tx, agency_id=agency_id, subteam_id=subteam_id, period=period, rules=rules
@@ -163,7 +171,17 @@ def authorize_call(
     if not hold:
 
         def answer(tx: RawTx) -> CallAuthorization:
-            now = _call_state(tx, agency_id, subteam_id)
+            row = tx.execute_raw(_READ_CALL[tx.dialect], (subteam_id, agency_id))
+            if row is not None and row[3] is None and row[4:7] == (None, None, None):
+                # Not archived, paused or limited (most calls): the credits decide.
+                available = int(row[0])
+                refused = credit_refusal(
+                    available=available, call_floor=int(row[2]), expected_cost=expected_cost
+                )
+                return CallAuthorization(
+                    refused is None, refused or "credits_available", available, row[1]
+                )
+            now = _call_state(tx, agency_id, subteam_id, row)
             reason = decide_call(
                 now.rules,
                 now.period,
@@ -240,7 +258,7 @@ _END = prepared(
 _SUBTEAM_HELD = prepared("UPDATE subteams SET held = held - {p} WHERE id = {p}")
 
 
-def _end(tx: SqlTx, agency_id: str, hold_id: str, status: str) -> bool:
+def end_hold(tx: SqlTx, agency_id: str, hold_id: str, status: str) -> bool:
     """End an active hold (released or expired) and give its credits back; caller holds
     the wallet's lock. False when it was not active."""
     row = tx.execute_raw(
@@ -263,7 +281,7 @@ def release_hold(db: Database, *, agency_id: str, hold_id: str, subteam_id: str 
         ledger.lock_wallet(tx, agency_id)
         current = _get(tx, agency_id, hold_id, subteam_id)
         if current.status == "active":
-            _end(tx, agency_id, hold_id, "released")
+            end_hold(tx, agency_id, hold_id, "released")
         return _get(tx, agency_id, hold_id, subteam_id)
 
     return db.write(work)
@@ -281,7 +299,7 @@ def release_subteam_holds(tx: Tx, *, agency_id: str, subteam_id: str) -> list[st
         ).scalars()
     )
     for hold_id in ids:
-        _end(tx, agency_id, hold_id, "released")
+        end_hold(tx, agency_id, hold_id, "released")
     return ids
 
 
@@ -300,116 +318,10 @@ def expire_due_holds(db: Database, *, limit: int = 200) -> int:
 
         def work(tx: Tx, hold_id: str = hold_id, agency_id: str = agency_id) -> bool:
             ledger.lock_wallet(tx, agency_id)
-            return _end(tx, agency_id, hold_id, "expired")
+            return end_hold(tx, agency_id, hold_id, "expired")
 
         ended += db.write(work)
     return ended
-
-
-# --- settling ----------------------------------------------------------------------------
-
-
-class HoldSettled(Conflict):
-    code = "hold_already_settled"
-
-
-_SETTLE = prepared(
-    "UPDATE holds SET status = 'settled', closed_at = {p} WHERE id = {p} AND agency_id = {p} "
-    "AND status = 'active' AND expires_at > {p} RETURNING subteam_id, amount"
-)
-_LOOK = prepared("SELECT status, subteam_id FROM holds WHERE id = {p} AND agency_id = {p}")
-_LINK = prepared("UPDATE holds SET transfer_id = {p} WHERE id = {p}")
-
-
-def settle(
-    tx: RawTx,
-    *,
-    agency_id: str,
-    subteam_id: str,
-    hold_id: str,
-    amount: int,
-    reference: str,
-    description: str | None,
-) -> Posted | None:
-    """Settle a live call: release its hold and debit its usage, in this transaction.
-
-    Never refused while the hold is active (even if the subteam was paused since): the
-    debit takes at most the hold plus what is available and what the subteam's spend
-    limits leave, and the rest is recorded as ``uncovered``: never a negative balance, and
-    never a limit passed. None when the hold is no longer active
-    (expired or released): the usage is then plain usage.
-    """
-    available = ledger.lock_wallet(tx, agency_id)
-    now = bind_time(tx.dialect, tx.now)
-    row = tx.execute_raw(_SETTLE[tx.dialect], (now, hold_id, agency_id, now))
-    if row is None:
-        _not_active(tx, agency_id, hold_id, subteam_id)
-        return None
-    if row[0] != subteam_id:
-        raise Conflict(
-            f"hold {hold_id} was placed for subteam {row[0]}, not {subteam_id}",
-            code="hold_subteam_mismatch",
-        )
-    held = int(row[1])
-    found = spend.read_rules(tx, agency_id, subteam_id)
-    if found is None:  # the hold's foreign key names it: not on a sound database
-        raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
-    rules, period = found
-    # At most the hold plus what is available, and what the subteam's limits leave.
-    debit = min(amount, available + held)
-    room = spend.settle_room(rules, period, hold=held)
-    capped_by = "available_credits"
-    if room is not None and room < debit:
-        debit, capped_by = room, "spend_limit"
-    uncovered = amount - debit or None
-    posted = ledger.debit_wallet(
-        tx,
-        agency_id=agency_id,
-        to=ledger.SystemAccount.USAGE_REVENUE,
-        amount=debit,
-        kind=TransferKind.USAGE,
-        reference=reference,
-        subteam_id=subteam_id,
-        description=description,
-        release_held=held,
-        uncovered=uncovered,
-    )
-    spend.record_spend(tx, subteam_id, rules, period, spent=debit, held_delta=-held)
-    tx.execute_raw(_LINK[tx.dialect], (posted.transfer.id, hold_id))
-    if uncovered is not None:
-        currency = posted.currency
-        emit(
-            tx,
-            agency_id,
-            EventType.USAGE_UNCOVERED,
-            {
-                "subteam_id": subteam_id,
-                "reference": reference,
-                "hold_id": hold_id,
-                "amount": format_amount(amount, currency),
-                "debited": format_amount(debit, currency),
-                "uncovered": format_amount(uncovered, currency),
-                "currency": currency,
-                "capped_by": capped_by,
-            },
-        )
-    return posted
-
-
-def _not_active(tx: RawTx, agency_id: str, hold_id: str, subteam_id: str) -> None:
-    looked = tx.execute_raw(_LOOK[tx.dialect], (hold_id, agency_id))
-    if looked is None:
-        raise NotFound(f"hold {hold_id} not found", code="hold_not_found")
-    status, held_for = looked
-    if held_for != subteam_id:
-        raise Conflict(
-            f"hold {hold_id} was placed for subteam {held_for}, not {subteam_id}",
-            code="hold_subteam_mismatch",
-        )
-    if status == "settled":
-        raise HoldSettled(f"hold {hold_id} was already settled by another usage")
-    if status == "active":  # past its time, not swept yet: it expires now
-        _end(tx, agency_id, hold_id, "expired")
 
 
 # --- reading -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from refill.errors import NotFound, ReferenceConflict, RefillError, ValidationFa
 from refill.ids import wallet_id_for
 from refill.ledger import DuplicateReference, Posted, Transfer, TransferKind
 from refill.reload.trigger import trigger_auto_reload
-from refill.services import holds, spend
+from refill.services import settling, spend
 from refill.services.subteams import archived_refusal
 
 
@@ -31,7 +31,7 @@ def record_usage(
     returns the first transfer (also once the subteam is archived or paused); the same
     reference with another amount or subteam is a ``reference_conflict``. The debit, the
     transfer and the reload trigger are one transaction: two debits never start two reloads.
-    ``hold_id`` settles the live call that hold was placed for (``holds.settle``). A wallet
+    ``hold_id`` settles the live call that hold was placed for (``settling.settle``). A wallet
     without paused or limited subteams runs two statements (``ledger.post_usage``); else, or
     when that debit could not apply, the checked path runs in the same transaction.
     """
@@ -46,7 +46,7 @@ def record_usage(
     def work(tx: RawTx) -> Transfer:
         posted = None
         if hold_id is not None:
-            posted = holds.settle(
+            posted = settling.settle(
                 tx,
                 agency_id=agency_id,
                 subteam_id=subteam_id,
