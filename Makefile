@@ -38,9 +38,11 @@ browser:
 	@test -x /usr/bin/chromium || { apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; }
 	@test -x /usr/bin/chromium || { echo "error: /usr/bin/chromium is missing and could not be installed (apt-get install chromium)" >&2; exit 1; }
 
-## make test: lint, then every test (SQLite and PostgreSQL)
+## make test: lint, then every test (SQLite and PostgreSQL), on TEST_WORKERS processes
+## (pytest-xdist; each has its own databases, servers and browser, one test file each)
+TEST_WORKERS ?= 2
 test: lint postgres browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## make test-fast: the unit tier only (no database, no process): seconds
 test-fast: install

@@ -151,18 +151,31 @@ FROZEN_START = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def frozen_clock() -> FrozenClock:
-    """Time that moves only when a test says so (2026-12-03 09:00 UTC at first)."""
+def clock() -> FrozenClock:
+    """Time that moves only when a test says so (2026-12-03 09:00 UTC, unless a module
+    gives its own ``clock``)."""
     return FrozenClock(FROZEN_START)
 
 
 @pytest.fixture
-def frozen_refill(
-    db_url: str, gateway: RecordingGateway, frozen_clock: FrozenClock
-) -> Iterator[Refill]:
-    """The service on ``frozen_clock``, reloads processed right after each commit."""
+def svc(db_url: str, clock: FrozenClock) -> Iterator[Refill]:
+    """The service on ``clock`` without its worker: a reload waits until a test runs it."""
+    service = build(Settings(database_url=db_url), clock=clock, in_process_worker=False)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def api(svc: Refill) -> Iterator[TestClient]:
+    with TestClient(create_app(svc)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def frozen_refill(db_url: str, gateway: RecordingGateway, clock: FrozenClock) -> Iterator[Refill]:
+    """The service on ``clock``, reloads processed right after each commit."""
     service = build(
-        Settings(database_url=db_url), gateway=gateway, clock=frozen_clock, in_process_worker=False
+        Settings(database_url=db_url), gateway=gateway, clock=clock, in_process_worker=False
     )
     service.process_new_attempts_inline()
     yield service

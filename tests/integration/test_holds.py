@@ -21,8 +21,8 @@ from tests.support.subteam_api import Agency, assert_problem
 
 
 @pytest.fixture
-def acme(frozen_client: TestClient, frozen_refill: Refill, frozen_clock: FrozenClock) -> Agency:
-    agency = Agency.open(frozen_client, frozen_refill, frozen_clock)
+def acme(frozen_client: TestClient, frozen_refill: Refill, clock: FrozenClock) -> Agency:
+    agency = Agency.open(frozen_client, frozen_refill, clock)
     agency.subteam("Sales")
     agency.subteam("Support")
     agency.grant(10_000_000)  # 10.00

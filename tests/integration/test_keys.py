@@ -52,19 +52,6 @@ def clock() -> FrozenClock:
     return FrozenClock(START)
 
 
-@pytest.fixture
-def svc(db_url: str, clock: FrozenClock) -> Iterator[Refill]:
-    service = build(Settings(database_url=db_url), clock=clock, in_process_worker=False)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def api(svc: Refill) -> Iterator[TestClient]:
-    with TestClient(create_app(svc)) as test_client:
-        yield test_client
-
-
 @dataclass(frozen=True)
 class Key:
     id: str

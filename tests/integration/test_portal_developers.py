@@ -9,7 +9,6 @@ Time is a FrozenClock, so the times the page prints are known exactly.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
 
@@ -18,12 +17,10 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from refill import services
-from refill.bootstrap import Refill, build
+from refill.bootstrap import Refill
 from refill.clock import FrozenClock
-from refill.config import Settings
 from refill.roles import MemberRole
 from refill.services import members
-from refill.web import create_app
 from tests.support.portal import PASSWORD, Agency, hidden_csrf, make_agency, sign_in
 
 PAGE = "/portal/team/developers"
@@ -37,20 +34,7 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def svc(db_url: str, clock: FrozenClock) -> Iterator[Refill]:
-    service = build(Settings(database_url=db_url), clock=clock, in_process_worker=False)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def web(svc: Refill) -> Iterator[TestClient]:
-    with TestClient(create_app(svc)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def owner(svc: Refill, web: TestClient) -> Agency:
+def owner(svc: Refill, api: TestClient) -> Agency:
     agency = make_agency(svc)
     services.update_agency(
         svc.db,
@@ -58,14 +42,14 @@ def owner(svc: Refill, web: TestClient) -> Agency:
         change=services.AgencyChange(timezone="Asia/Tokyo"),
         actor="test",
     )
-    assert sign_in(web, agency.owner_email).status_code == 303
+    assert sign_in(api, agency.owner_email).status_code == 303
     return agency
 
 
-def send(web: TestClient, path: str, data: dict[str, str], *, csrf: bool = True) -> Response:
+def send(api: TestClient, path: str, data: dict[str, str], *, csrf: bool = True) -> Response:
     """A form of the Developers page, posted with the page's CSRF token (or without one)."""
-    token = {"csrf_token": hidden_csrf(web.get(PAGE).text)} if csrf else {}
-    response: Response = web.post(path, data={**data, **token}, follow_redirects=False)
+    token = {"csrf_token": hidden_csrf(api.get(PAGE).text)} if csrf else {}
+    response: Response = api.post(path, data={**data, **token}, follow_redirects=False)
     return response
 
 
@@ -80,8 +64,8 @@ def subteam_key(svc: Refill, agency: Agency, subteam_id: str, name: str = "diale
     return issued.secret
 
 
-def works(web: TestClient, secret: str, subteam_id: str) -> bool:
-    response = web.post(
+def works(api: TestClient, secret: str, subteam_id: str) -> bool:
+    response = api.post(
         "/v1/calls/authorize",
         json={"subteam_id": subteam_id},
         headers={"Authorization": f"Bearer {secret}"},
@@ -114,20 +98,20 @@ def add_person(svc: Refill, agency: Agency, role: MemberRole) -> str:
 
 
 def test_a_new_subteam_key_shows_its_secret_once_and_the_list_never_does(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
-    created = send(web, f"{PAGE}/subteams", {"name": "Sales"})
+    created = send(api, f"{PAGE}/subteams", {"name": "Sales"})
     assert created.status_code == 303
     assert created.headers["location"] == f"{PAGE}?notice=subteam_created"
     [sales] = services.list_subteams(svc.db, agency_id=owner.id).data
 
-    answer = send(web, f"{PAGE}/keys", {"subteam_id": sales.id, "name": "dialer"})
+    answer = send(api, f"{PAGE}/keys", {"subteam_id": sales.id, "name": "dialer"})
 
     assert answer.status_code == 201
     assert "Copy it now, it will not be shown again." in answer.text
     [secret] = shown_secrets(answer.text)
-    assert works(web, secret, sales.id)
-    listed = web.get(PAGE).text
+    assert works(api, secret, sales.id)
+    listed = api.get(PAGE).text
     assert shown_secrets(listed) == []
     row = re.search(r'<tr data-testid="key-row".*?</tr>', listed, re.S)
     assert row is not None
@@ -137,12 +121,12 @@ def test_a_new_subteam_key_shows_its_secret_once_and_the_list_never_does(
 
 
 def test_a_key_for_no_subteam_is_refused_at_the_field_and_nothing_is_made(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     new_subteam(svc, owner)
     before = key_ids(svc, owner)
 
-    answer = send(web, f"{PAGE}/keys", {"subteam_id": "", "name": "dialer"})
+    answer = send(api, f"{PAGE}/keys", {"subteam_id": "", "name": "dialer"})
 
     assert answer.status_code == 422
     assert 'id="key-subteam-error"' in answer.text
@@ -151,21 +135,21 @@ def test_a_key_for_no_subteam_is_refused_at_the_field_and_nothing_is_made(
 
 
 def test_revoking_a_key_asks_first_then_refuses_it_from_the_next_request(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     sales = new_subteam(svc, owner)
     secret = subteam_key(svc, owner, sales)
     key_id = next(k.id for k in services.list_keys(svc.db, agency_id=owner.id).data if k.name)
 
-    asked = web.get(f"{PAGE}?revoke={key_id}")
+    asked = api.get(f"{PAGE}?revoke={key_id}")
 
     assert "Revoke the key dialer?" in asked.text
-    assert works(web, secret, sales)  # asking changed nothing
-    revoked = send(web, f"{PAGE}/keys/{key_id}/revoke", {})
+    assert works(api, secret, sales)  # asking changed nothing
+    revoked = send(api, f"{PAGE}/keys/{key_id}/revoke", {})
     assert revoked.status_code == 303
     assert revoked.headers["location"] == f"{PAGE}?notice=key_revoked"
-    assert not works(web, secret, sales)
-    page = web.get(revoked.headers["location"]).text
+    assert not works(api, secret, sales)
+    page = api.get(revoked.headers["location"]).text
     assert "Key revoked" in page
     assert "revoked 2026-12-03 17:00" in page  # Tokyo time
 
@@ -190,7 +174,7 @@ def test_revoking_a_key_asks_first_then_refuses_it_from_the_next_request(
 )
 def test_rolling_a_key_shows_the_new_secret_once_and_keeps_the_old_one_for_the_overlap(
     svc: Refill,
-    web: TestClient,
+    api: TestClient,
     owner: Agency,
     clock: FrozenClock,
     overlap: str,
@@ -201,40 +185,40 @@ def test_rolling_a_key_shows_the_new_secret_once_and_keeps_the_old_one_for_the_o
     old_secret = subteam_key(svc, owner, sales)
     [old_id] = [k.id for k in services.list_keys(svc.db, agency_id=owner.id).data if k.name]
 
-    answer = send(web, f"{PAGE}/keys/{old_id}/roll", {"overlap": overlap})
+    answer = send(api, f"{PAGE}/keys/{old_id}/roll", {"overlap": overlap})
     clock.advance(timedelta(seconds=1))
 
     assert answer.status_code == 201
     assert words in answer.text
     [new_secret] = shown_secrets(answer.text)
     assert new_secret != old_secret
-    assert works(web, new_secret, sales)
-    assert works(web, old_secret, sales) is old_works
-    assert shown_secrets(web.get(PAGE).text) == []
+    assert works(api, new_secret, sales)
+    assert works(api, old_secret, sales) is old_works
+    assert shown_secrets(api.get(PAGE).text) == []
 
 
 def test_the_last_owner_key_is_not_revoked_and_the_page_says_why(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     [owner_key] = services.list_keys(svc.db, agency_id=owner.id).data
 
-    answer = send(web, f"{PAGE}/keys/{owner_key.id}/revoke", {})
+    answer = send(api, f"{PAGE}/keys/{owner_key.id}/revoke", {})
 
     assert answer.status_code == 409
     assert "This is the agency's last owner key, so it was not revoked" in unescape(answer.text)
-    assert web.get("/v1/wallet", headers={"Authorization": f"Bearer {owner.api_key}"}).is_success
+    assert api.get("/v1/wallet", headers={"Authorization": f"Bearer {owner.api_key}"}).is_success
 
 
 def test_an_admin_manages_subteam_keys_but_only_an_owner_rolls_an_owner_key(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     sales = new_subteam(svc, owner)
     [owner_key] = services.list_keys(svc.db, agency_id=owner.id).data
-    web.cookies.clear()
-    assert sign_in(web, add_person(svc, owner, MemberRole.ADMIN)).status_code == 303
+    api.cookies.clear()
+    assert sign_in(api, add_person(svc, owner, MemberRole.ADMIN)).status_code == 303
 
-    made = send(web, f"{PAGE}/keys", {"subteam_id": sales})
-    rolled = send(web, f"{PAGE}/keys/{owner_key.id}/roll", {"overlap": "3600"})
+    made = send(api, f"{PAGE}/keys", {"subteam_id": sales})
+    rolled = send(api, f"{PAGE}/keys/{owner_key.id}/roll", {"overlap": "3600"})
 
     assert made.status_code == 201
     assert rolled.status_code == 403
@@ -254,11 +238,11 @@ def test_an_admin_manages_subteam_keys_but_only_an_owner_rolls_an_owner_key(
     ],
 )
 def test_a_taken_subteam_name_is_shown_next_to_the_create_field_and_nothing_is_made(
-    svc: Refill, web: TestClient, owner: Agency, typed: str
+    svc: Refill, api: TestClient, owner: Agency, typed: str
 ) -> None:
     new_subteam(svc, owner, "Sales")
 
-    answer = send(web, f"{PAGE}/subteams", {"name": typed})
+    answer = send(api, f"{PAGE}/subteams", {"name": typed})
 
     assert answer.status_code == 409
     field = re.search(r'<input id="subteam-name".*?</p>', answer.text, re.S)
@@ -270,12 +254,12 @@ def test_a_taken_subteam_name_is_shown_next_to_the_create_field_and_nothing_is_m
 
 
 def test_a_rename_to_a_taken_name_is_shown_at_that_subteams_field_and_changes_nothing(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     new_subteam(svc, owner, "Sales")
     support = new_subteam(svc, owner, "Support")
 
-    answer = send(web, f"{PAGE}/subteams/{support}/rename", {"name": "SALES"})
+    answer = send(api, f"{PAGE}/subteams/{support}/rename", {"name": "SALES"})
 
     assert answer.status_code == 409
     assert f'id="rename-{support}-error"' in answer.text
@@ -286,22 +270,22 @@ def test_a_rename_to_a_taken_name_is_shown_at_that_subteams_field_and_changes_no
 
 
 def test_subteams_are_created_renamed_archived_and_restored_with_a_notice_each(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     sales = new_subteam(svc, owner, "Sales")
     secret = subteam_key(svc, owner, sales)
 
-    renamed = send(web, f"{PAGE}/subteams/{sales}/rename", {"name": "Outbound"})
-    archived = send(web, f"{PAGE}/subteams/{sales}/archive", {})
-    page = web.get(archived.headers["location"]).text
-    restored = send(web, f"{PAGE}/subteams/{sales}/restore", {})
+    renamed = send(api, f"{PAGE}/subteams/{sales}/rename", {"name": "Outbound"})
+    archived = send(api, f"{PAGE}/subteams/{sales}/archive", {})
+    page = api.get(archived.headers["location"]).text
+    restored = send(api, f"{PAGE}/subteams/{sales}/restore", {})
 
     assert renamed.headers["location"] == f"{PAGE}?notice=subteam_renamed"
     assert archived.headers["location"] == f"{PAGE}?notice=subteam_archived"
     assert restored.headers["location"] == f"{PAGE}?notice=subteam_restored"
     assert "Subteam archived: its keys were revoked" in page
     assert f'action="{PAGE}/subteams/{sales}/restore"' in page
-    assert not works(web, secret, sales)  # its key stays revoked after the restore
+    assert not works(api, secret, sales)  # its key stays revoked after the restore
     [subteam] = services.list_subteams(svc.db, agency_id=owner.id).data
     assert (subteam.name, subteam.archived_at) == ("Outbound", None)
     actions = [e.action for e in services.list_audit_log(svc.db, agency_id=owner.id).data]
@@ -309,11 +293,11 @@ def test_subteams_are_created_renamed_archived_and_restored_with_a_notice_each(
 
 
 def test_times_are_shown_in_the_agencys_zone_and_labelled_with_it(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     new_subteam(svc, owner, "Sales")
 
-    page = web.get(PAGE).text
+    page = api.get(PAGE).text
 
     assert "Created (Asia/Tokyo)" in page
     row = re.search(r'<tr data-testid="subteam-row".*?</tr>', page, re.S)
@@ -325,14 +309,14 @@ def test_times_are_shown_in_the_agencys_zone_and_labelled_with_it(
 
 
 def test_a_member_sees_both_lists_read_only_without_secrets_or_forms(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     sales = new_subteam(svc, owner, "Sales")
     subteam_key(svc, owner, sales, name="dialer")
-    web.cookies.clear()
-    assert sign_in(web, add_person(svc, owner, MemberRole.MEMBER)).status_code == 303
+    api.cookies.clear()
+    assert sign_in(api, add_person(svc, owner, MemberRole.MEMBER)).status_code == 303
 
-    page = web.get(PAGE).text
+    page = api.get(PAGE).text
 
     assert "dialer" in page
     assert "Sales" in page
@@ -366,16 +350,16 @@ def _filled(path: str, data: dict[str, str], sales: str, key: str) -> tuple[str,
 
 @pytest.mark.parametrize(("path", "data"), ROUTES)
 def test_a_member_is_refused_every_form_with_403_and_nothing_changes(
-    svc: Refill, web: TestClient, owner: Agency, path: str, data: dict[str, str]
+    svc: Refill, api: TestClient, owner: Agency, path: str, data: dict[str, str]
 ) -> None:
     sales = new_subteam(svc, owner, "Sales")
     subteam_key(svc, owner, sales)
     key = next(k.id for k in services.list_keys(svc.db, agency_id=owner.id).data if k.name)
-    web.cookies.clear()
-    assert sign_in(web, add_person(svc, owner, MemberRole.MEMBER)).status_code == 303
+    api.cookies.clear()
+    assert sign_in(api, add_person(svc, owner, MemberRole.MEMBER)).status_code == 303
     before = _state(svc, owner)
 
-    answer = send(web, *_filled(path, data, sales, key))
+    answer = send(api, *_filled(path, data, sales, key))
 
     assert answer.status_code == 403
     assert "read-only" in answer.text
@@ -385,14 +369,14 @@ def test_a_member_is_refused_every_form_with_403_and_nothing_changes(
 
 @pytest.mark.parametrize(("path", "data"), ROUTES)
 def test_every_form_without_the_csrf_token_is_refused_and_nothing_changes(
-    svc: Refill, web: TestClient, owner: Agency, path: str, data: dict[str, str]
+    svc: Refill, api: TestClient, owner: Agency, path: str, data: dict[str, str]
 ) -> None:
     sales = new_subteam(svc, owner, "Sales")
     subteam_key(svc, owner, sales)
     key = next(k.id for k in services.list_keys(svc.db, agency_id=owner.id).data if k.name)
     before = _state(svc, owner)
 
-    answer = send(web, *_filled(path, data, sales, key), csrf=False)
+    answer = send(api, *_filled(path, data, sales, key), csrf=False)
 
     assert answer.status_code == 403
     assert "This form has expired" in answer.text
@@ -401,7 +385,7 @@ def test_every_form_without_the_csrf_token_is_refused_and_nothing_changes(
 
 
 def test_another_agencys_key_and_subteam_cannot_be_reached_from_this_session(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     other = make_agency(svc, "Other Voice")
     theirs = new_subteam(svc, other, "Theirs")
@@ -409,9 +393,9 @@ def test_another_agencys_key_and_subteam_cannot_be_reached_from_this_session(
     their_key = next(k.id for k in services.list_keys(svc.db, agency_id=other.id).data if k.name)
     before = _state(svc, other)
 
-    revoked = send(web, f"{PAGE}/keys/{their_key}/revoke", {})
-    archived = send(web, f"{PAGE}/subteams/{theirs}/archive", {})
-    keyed = send(web, f"{PAGE}/keys", {"subteam_id": theirs})
+    revoked = send(api, f"{PAGE}/keys/{their_key}/revoke", {})
+    archived = send(api, f"{PAGE}/subteams/{theirs}/archive", {})
+    keyed = send(api, f"{PAGE}/keys", {"subteam_id": theirs})
 
     assert (revoked.status_code, archived.status_code, keyed.status_code) == (404, 404, 404)
     assert shown_secrets(keyed.text) == []

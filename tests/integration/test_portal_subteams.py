@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
 
@@ -21,14 +20,12 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from refill import services
-from refill.bootstrap import Refill, build
+from refill.bootstrap import Refill
 from refill.clock import FrozenClock
-from refill.config import Settings
 from refill.roles import MemberRole
 from refill.services import members
 from refill.services import subteams as subteam_service
 from refill.services.subteams import Subteam, SubteamChange
-from refill.web import create_app
 from tests.support.portal import PASSWORD, Agency, hidden_csrf, make_agency, sign_in
 
 PAGE = "/portal/team/subteams"
@@ -42,20 +39,7 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def svc(db_url: str, clock: FrozenClock) -> Iterator[Refill]:
-    service = build(Settings(database_url=db_url), clock=clock, in_process_worker=False)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def web(svc: Refill) -> Iterator[TestClient]:
-    with TestClient(create_app(svc)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def owner(svc: Refill, web: TestClient) -> Agency:
+def owner(svc: Refill, api: TestClient) -> Agency:
     agency = make_agency(svc)
     services.update_agency(
         svc.db,
@@ -64,14 +48,14 @@ def owner(svc: Refill, web: TestClient) -> Agency:
         actor="test",
     )
     services.grant_credits(svc.db, agency_id=agency.id, amount=1_000 * USD, reference="welcome")
-    assert sign_in(web, agency.owner_email).status_code == 303
+    assert sign_in(api, agency.owner_email).status_code == 303
     return agency
 
 
-def send(web: TestClient, path: str, data: dict[str, str], *, csrf: bool = True) -> Response:
+def send(api: TestClient, path: str, data: dict[str, str], *, csrf: bool = True) -> Response:
     """A form of the Subteams page, posted with the page's CSRF token (or without one)."""
-    token = {"csrf_token": hidden_csrf(web.get(PAGE).text)} if csrf else {}
-    response: Response = web.post(path, data={**data, **token}, follow_redirects=False)
+    token = {"csrf_token": hidden_csrf(api.get(PAGE).text)} if csrf else {}
+    response: Response = api.post(path, data={**data, **token}, follow_redirects=False)
     return response
 
 
@@ -116,8 +100,8 @@ def row(html: str, subteam_id: str) -> str:
     return words_of(part(rf'<tr id="row-{subteam_id}".*?</tr>', html))
 
 
-def authorize(web: TestClient, secret: str, subteam_id: str) -> dict[str, object]:
-    response = web.post(
+def authorize(api: TestClient, secret: str, subteam_id: str) -> dict[str, object]:
+    response = api.post(
         "/v1/calls/authorize",
         json={"subteam_id": subteam_id},
         headers={"Authorization": f"Bearer {secret}"},
@@ -144,7 +128,7 @@ def add_person(svc: Refill, agency: Agency, role: MemberRole) -> str:
 
 
 def test_the_table_shows_each_subteams_spend_against_its_limits_and_what_it_holds(
-    svc: Refill, web: TestClient, owner: Agency, clock: FrozenClock
+    svc: Refill, api: TestClient, owner: Agency, clock: FrozenClock
 ) -> None:
     sales = new_subteam(svc, owner, "Sales")
     support = new_subteam(svc, owner, "Support")
@@ -156,9 +140,9 @@ def test_the_table_shows_each_subteams_spend_against_its_limits_and_what_it_hold
     services.authorize_call(
         svc.db, agency_id=owner.id, subteam_id=sales, expected_cost=2 * USD, hold=True
     )
-    assert sign_in(web, owner.owner_email).status_code == 303  # a day later: a new session
+    assert sign_in(api, owner.owner_email).status_code == 303  # a day later: a new session
 
-    page = web.get(PAGE)
+    page = api.get(PAGE)
 
     assert page.status_code == 200
     assert "Limits count in Asia/Tokyo" in page.text
@@ -176,16 +160,16 @@ def test_the_table_shows_each_subteams_spend_against_its_limits_and_what_it_hold
     assert 'aria-label="Pause Sales"' in page.text
 
 
-def test_a_subteam_at_its_daily_limit_says_so(svc: Refill, web: TestClient, owner: Agency) -> None:
+def test_a_subteam_at_its_daily_limit_says_so(svc: Refill, api: TestClient, owner: Agency) -> None:
     sales = new_subteam(svc, owner, "Sales")
     limit(svc, owner, sales, 10 * USD, None)
     spend(svc, owner, sales, 10 * USD, "all of it")
 
-    shown = row(web.get(PAGE).text, sales)
+    shown = row(api.get(PAGE).text, sales)
 
     assert "Active Daily limit reached" in shown
     assert "$10.00 of $10.00 today" in shown
-    detail = unescape(web.get(f"{PAGE}/{sales}").text)
+    detail = unescape(api.get(f"{PAGE}/{sales}").text)
     assert "new calls are refused until 2026-12-04 00:00 (Asia/Tokyo)" in detail
 
 
@@ -193,18 +177,18 @@ def test_a_subteam_at_its_daily_limit_says_so(svc: Refill, web: TestClient, owne
 
 
 def test_pausing_from_the_page_pauses_the_subteam_audited_while_the_others_go_on(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     sales = new_subteam(svc, owner, "Sales")
     support = new_subteam(svc, owner, "Support")
     sales_key = services.create_subteam_key(svc.db, agency_id=owner.id, subteam_id=sales).secret
     support_key = services.create_subteam_key(svc.db, agency_id=owner.id, subteam_id=support).secret
 
-    paused = send(web, f"{PAGE}/{sales}/pause", {})
+    paused = send(api, f"{PAGE}/{sales}/pause", {})
 
     assert paused.status_code == 303
     assert paused.headers["location"] == f"{PAGE}?notice=paused&subteam={sales}"
-    page = web.get(paused.headers["location"]).text
+    page = api.get(paused.headers["location"]).text
     assert (
         "Sales is paused: its new calls are refused. Calls already running still settle."
         in unescape(page)
@@ -217,26 +201,26 @@ def test_pausing_from_the_page_pauses_the_subteam_audited_while_the_others_go_on
     assert session_user[0] == "subteam.paused"
     assert session_user[1].startswith("user:")
     assert session_user[2] == sales
-    assert authorize(web, sales_key, sales) == {
+    assert authorize(api, sales_key, sales) == {
         "allowed": False,
         "reason": "subteam_paused",
         "available": "1000.00",
         "currency": "USD",
     }
-    assert authorize(web, support_key, support)["allowed"] is True
+    assert authorize(api, support_key, support)["allowed"] is True
 
-    resumed = send(web, f"{PAGE}/{sales}/resume", {"to": "detail"})
+    resumed = send(api, f"{PAGE}/{sales}/resume", {"to": "detail"})
 
     assert resumed.headers["location"] == f"{PAGE}/{sales}?notice=resumed"
-    detail = web.get(resumed.headers["location"]).text
+    detail = api.get(resumed.headers["location"]).text
     assert "Sales is resumed: its calls are accepted again" in detail
     assert not read(svc, owner, sales).paused
     assert actions(svc, owner)[0][0] == "subteam.resumed"
-    assert authorize(web, sales_key, sales)["allowed"] is True
+    assert authorize(api, sales_key, sales)["allowed"] is True
 
 
 def test_an_archived_subteam_is_not_paused_from_the_page(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     sales = new_subteam(svc, owner, "Sales")
     subteam_service.update_subteam(
@@ -247,28 +231,28 @@ def test_an_archived_subteam_is_not_paused_from_the_page(
         actor="test",
     )
 
-    answer = send(web, f"{PAGE}/{sales}/pause", {})
+    answer = send(api, f"{PAGE}/{sales}/pause", {})
 
     assert answer.status_code == 409
     assert "archived" in answer.text
     assert not read(svc, owner, sales).paused
-    assert f"row-{sales}" not in web.get(PAGE).text  # the list shows active subteams
+    assert f"row-{sales}" not in api.get(PAGE).text  # the list shows active subteams
 
 
 # --- limits --------------------------------------------------------------------------------
 
 
 def test_limits_typed_as_owners_write_them_are_saved_and_an_empty_field_removes_one(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     sales = new_subteam(svc, owner, "Sales")
     path = f"{PAGE}/{sales}/limits"
 
-    saved = send(web, path, {"daily_spend_limit": "$50", "monthly_spend_limit": "1,000.50"})
+    saved = send(api, path, {"daily_spend_limit": "$50", "monthly_spend_limit": "1,000.50"})
 
     assert saved.status_code == 303
     assert saved.headers["location"] == f"{PAGE}/{sales}?notice=limits_saved"
-    page = web.get(saved.headers["location"]).text
+    page = api.get(saved.headers["location"]).text
     assert "Spend limits of Sales saved: $50.00 a day, $1,000.50 a month." in page
     assert 'value="50.00"' in page
     team = read(svc, owner, sales)
@@ -278,12 +262,12 @@ def test_limits_typed_as_owners_write_them_are_saved_and_an_empty_field_removes_
     ).data
     assert entry.after == {"daily_spend_limit": "50.00", "monthly_spend_limit": "1000.50"}
 
-    removed = send(web, path, {"daily_spend_limit": "", "monthly_spend_limit": "1,000.50"})
+    removed = send(api, path, {"daily_spend_limit": "", "monthly_spend_limit": "1,000.50"})
 
     assert removed.status_code == 303
     team = read(svc, owner, sales)
     assert (team.daily_spend_limit, team.monthly_spend_limit) == (None, 1_000_500_000)
-    assert "no daily limit, $1,000.50 a month" in web.get(removed.headers["location"]).text
+    assert "no daily limit, $1,000.50 a month" in api.get(removed.headers["location"]).text
 
 
 @pytest.mark.parametrize(
@@ -314,7 +298,7 @@ def test_limits_typed_as_owners_write_them_are_saved_and_an_empty_field_removes_
 )
 def test_a_wrong_limit_is_shown_at_its_field_and_nothing_changes(
     svc: Refill,
-    web: TestClient,
+    api: TestClient,
     owner: Agency,
     daily: str,
     monthly: str,
@@ -326,7 +310,7 @@ def test_a_wrong_limit_is_shown_at_its_field_and_nothing_changes(
     before = (read(svc, owner, sales), actions(svc, owner))
 
     answer = send(
-        web, f"{PAGE}/{sales}/limits", {"daily_spend_limit": daily, "monthly_spend_limit": monthly}
+        api, f"{PAGE}/{sales}/limits", {"daily_spend_limit": daily, "monthly_spend_limit": monthly}
     )
 
     assert answer.status_code == 422
@@ -345,7 +329,7 @@ def test_a_wrong_limit_is_shown_at_its_field_and_nothing_changes(
 
 
 def test_a_subteams_page_shows_its_usage_by_day_and_hour_and_its_live_holds(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     sales = new_subteam(svc, owner, "Sales")
     spend(svc, owner, sales, 4 * USD, "a call")
@@ -354,7 +338,7 @@ def test_a_subteams_page_shows_its_usage_by_day_and_hour_and_its_live_holds(
     ).hold
     assert hold is not None
 
-    page = web.get(f"{PAGE}/{sales}")
+    page = api.get(f"{PAGE}/{sales}")
 
     assert page.status_code == 200
     data = json.loads(part(r'id="usage-data"[^>]*>(.*?)</script>', page.text, 1))
@@ -378,14 +362,14 @@ def test_a_subteams_page_shows_its_usage_by_day_and_hour_and_its_live_holds(
 
 
 def test_another_agencys_subteam_cannot_be_seen_or_changed(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     other = make_agency(svc, "Other Voice")
     theirs = new_subteam(svc, other, "Theirs")
 
-    seen = web.get(f"{PAGE}/{theirs}")
-    paused = send(web, f"{PAGE}/{theirs}/pause", {})
-    limited = send(web, f"{PAGE}/{theirs}/limits", {"daily_spend_limit": "5"})
+    seen = api.get(f"{PAGE}/{theirs}")
+    paused = send(api, f"{PAGE}/{theirs}/pause", {})
+    limited = send(api, f"{PAGE}/{theirs}/limits", {"daily_spend_limit": "5"})
 
     assert (seen.status_code, paused.status_code, limited.status_code) == (404, 404, 404)
     team = read(svc, other, theirs)
@@ -396,19 +380,19 @@ def test_another_agencys_subteam_cannot_be_seen_or_changed(
 
 
 def test_a_member_sees_the_state_but_no_switch_and_a_forged_form_is_refused(
-    svc: Refill, web: TestClient, owner: Agency
+    svc: Refill, api: TestClient, owner: Agency
 ) -> None:
     sales = new_subteam(svc, owner, "Sales")
     limit(svc, owner, sales, 50 * USD, None)
     subteam_service.update_subteam(
         svc.db, agency_id=owner.id, subteam_id=sales, change=SubteamChange(paused=True), actor="t"
     )
-    web.cookies.clear()
-    assert sign_in(web, add_person(svc, owner, MemberRole.MEMBER)).status_code == 303
+    api.cookies.clear()
+    assert sign_in(api, add_person(svc, owner, MemberRole.MEMBER)).status_code == 303
     before = (read(svc, owner, sales), actions(svc, owner))
 
-    page = web.get(PAGE).text
-    detail = web.get(f"{PAGE}/{sales}").text
+    page = api.get(PAGE).text
+    detail = api.get(f"{PAGE}/{sales}").text
 
     assert "Sales Paused" in row(page, sales)
     assert "$0.00 of $50.00 today" in row(page, sales)
@@ -417,8 +401,8 @@ def test_a_member_sees_the_state_but_no_switch_and_a_forged_form_is_refused(
         assert "Resume Sales" not in html
         assert "read-only" in html
     assert "$50.00" in detail  # the limits, read only
-    resumed = send(web, f"{PAGE}/{sales}/resume", {})
-    limited = send(web, f"{PAGE}/{sales}/limits", {"daily_spend_limit": ""})
+    resumed = send(api, f"{PAGE}/{sales}/resume", {})
+    limited = send(api, f"{PAGE}/{sales}/limits", {"daily_spend_limit": ""})
     assert (resumed.status_code, limited.status_code) == (403, 403)
     assert "Your role in this agency is read-only" in resumed.text
     assert (read(svc, owner, sales), actions(svc, owner)) == before
@@ -432,12 +416,12 @@ def test_a_member_sees_the_state_but_no_switch_and_a_forged_form_is_refused(
     ],
 )
 def test_a_form_without_the_csrf_token_is_refused_and_nothing_changes(
-    svc: Refill, web: TestClient, owner: Agency, action: str, data: dict[str, str]
+    svc: Refill, api: TestClient, owner: Agency, action: str, data: dict[str, str]
 ) -> None:
     sales = new_subteam(svc, owner, "Sales")
     before = (read(svc, owner, sales), actions(svc, owner))
 
-    answer = send(web, f"{PAGE}/{sales}/{action}", data, csrf=False)
+    answer = send(api, f"{PAGE}/{sales}/{action}", data, csrf=False)
 
     assert answer.status_code == 403
     assert "This form has expired" in answer.text

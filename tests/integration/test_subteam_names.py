@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,36 +17,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
 from refill import services
-from refill.bootstrap import Refill, build
+from refill.bootstrap import Refill
 from refill.clock import FrozenClock
-from refill.config import Settings
 from refill.db.database import Database, create_db_engine
 from refill.db.migrate import current_revision, downgrade, head_revision, upgrade
 from refill.db.schema import transfers
 from refill.errors import Conflict, Forbidden
 from refill.services import subteams as subteam_service
-from refill.web import create_app
 
 START = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
-
-
-@pytest.fixture
-def svc(db_url: str, clock: FrozenClock) -> Iterator[Refill]:
-    service = build(Settings(database_url=db_url), clock=clock, in_process_worker=False)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def api(svc: Refill) -> Iterator[TestClient]:
-    with TestClient(create_app(svc)) as test_client:
-        yield test_client
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ ZONE = "Asia/Kolkata"
 
 
 @pytest.fixture
-def acme(frozen_client: TestClient, frozen_refill: Refill, frozen_clock: FrozenClock) -> Agency:
-    agency = Agency.open(frozen_client, frozen_refill, frozen_clock, timezone=ZONE)
+def acme(frozen_client: TestClient, frozen_refill: Refill, clock: FrozenClock) -> Agency:
+    agency = Agency.open(frozen_client, frozen_refill, clock, timezone=ZONE)
     agency.subteam("Sales")
     agency.subteam("Support")
     agency.grant(100_000_000)
