@@ -176,7 +176,7 @@ def validate_settings(
         _check_no_cascade(currency, settings, settings.threshold)
     if not settings.enabled:
         return
-    missing = _missing_fields(settings, payment_method)
+    missing = missing_fields(settings, payment_method)
     if missing:
         refuse_all(missing)  # every missing field at once
     if payment_method is not None and payment_method.is_expired(now):
@@ -187,7 +187,7 @@ def validate_settings(
         )
 
 
-def _missing_fields(
+def missing_fields(
     settings: AutoReloadSettings, payment_method: PaymentMethod | None
 ) -> list[InvalidSettings]:
     """What auto-reload cannot run without, each named."""
