@@ -77,13 +77,23 @@ class _Wallet:
     out: Replay
     blocked_until: datetime | None = None
     blocked_rail: str | None = None
+    _starts: list[datetime] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._starts = [s.starts for s in self.timeline]
 
     def settings_at(self, now: datetime) -> AutoReloadSettings | None:
-        index = bisect_right([s.starts for s in self.timeline], now) - 1
+        index = bisect_right(self._starts, now) - 1
         if index < 0:
             return None
         settings = self.timeline[index].settings
         return replace(settings, blocked_rail=self.blocked_rail, blocked_until=self.blocked_until)
+
+    def may_want_reload(self, now: datetime) -> bool:
+        """A cheap first look: below a threshold in effect (the rule itself decides)."""
+        index = bisect_right(self._starts, now) - 1
+        threshold = self.timeline[index].settings.threshold if index >= 0 else None
+        return threshold is not None and self.balance < threshold
 
     def rails(self, now: datetime) -> RailCounts:
         day_start, day_end = local_day(now, self.zone)
@@ -94,6 +104,8 @@ class _Wallet:
 
     def evaluate(self, now: datetime) -> None:
         """The trigger, as the debit (or a lifted block) runs it: reload while it says so."""
+        if not self.may_want_reload(now):
+            return  # decide would say nothing: not below the threshold
         for _ in range(10):  # settings never cascade; a bound all the same
             settings = self.settings_at(now)
             if settings is None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
-from refill.db.database import Database, Tx
+from refill.db.database import Database, Tx, bind_time, prepared
 from refill.db.schema import audit_log, transfers
 from refill.errors import ValidationFailed, refuse_all
 from refill.ids import wallet_id_for
@@ -127,29 +127,37 @@ def balance_before(tx: Tx, agency_id: str, moment: datetime) -> int:
     return int(row or 0)
 
 
+_MOVEMENTS = prepared(
+    "SELECT created_at, CASE WHEN debit_account_id = {p} THEN -amount ELSE amount END, "
+    "kind = 'usage' FROM transfers WHERE agency_id = {p} AND created_at >= {p} "
+    "AND created_at <= {p} AND kind <> 'auto_reload' ORDER BY created_at, id"
+)
+
+
 def movements(tx: Tx, agency_id: str, start: datetime, end: datetime) -> list[Movement]:
     """Usage and the owner's own credits from start through end, in order; the
-    auto-reloads that really happened are left out (the replay makes its own)."""
-    wallet = wallet_id_for(agency_id)
-    rows = tx.conn.execute(
-        select(
-            transfers.c.created_at,
-            transfers.c.amount,
-            transfers.c.kind,
-            transfers.c.debit_account_id,
+    auto-reloads that really happened are left out (the replay makes its own). Read on
+    the driver's cursor in one fetch: a busy month is 150,000 rows."""
+    cursor = tx.conn.connection.cursor()
+    try:
+        cursor.execute(
+            _MOVEMENTS[tx.dialect],
+            (
+                wallet_id_for(agency_id),
+                agency_id,
+                bind_time(tx.dialect, start),
+                bind_time(tx.dialect, end),
+            ),
         )
-        .where(
-            transfers.c.agency_id == agency_id,
-            transfers.c.created_at >= start,
-            transfers.c.created_at <= end,
-            transfers.c.kind != "auto_reload",
-        )
-        .order_by(transfers.c.created_at, transfers.c.id)
-    )
-    return [
-        Movement(at, -int(amount) if debit == wallet else int(amount), kind == "usage")
-        for at, amount, kind, debit in rows
-    ]
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if tx.dialect == "sqlite":  # the text SQLAlchemy's DateTime wrote, in UTC
+        return [
+            Movement(datetime.fromisoformat(at).replace(tzinfo=UTC), int(amount), bool(usage))
+            for at, amount, usage in rows
+        ]
+    return [Movement(at, int(amount), bool(usage)) for at, amount, usage in rows]
 
 
 _SETTINGS_ACTIONS = ("auto_reload.updated", "auto_reload.suspended")
