@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from sqlalchemy import text
 
@@ -70,7 +71,7 @@ def main() -> None:
         )
 
     for offset in range(0, args.events, 10_000):
-        refill.db.write(lambda tx, o=offset: fill(tx, o, min(10_000, args.events - o)))
+        refill.db.write(partial(fill, offset=offset, count=min(10_000, args.events - offset)))
     change = SettingsChange(threshold=100 * USD, reload_amount=500 * USD)
     for _ in range(3):
         began = time.perf_counter()
