@@ -26,6 +26,7 @@ from refill.portal import (
     exports,
     members,
     notifications,
+    preview,
     receipts,
     signin,
     subteams,
@@ -89,6 +90,7 @@ def install_portal(app: FastAPI, refill: Refill) -> None:
 
     for router in (
         billing.router,
+        preview.router,
         authenticate.router,
         exports.router,
         members.router,

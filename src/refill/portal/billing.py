@@ -20,7 +20,7 @@ from refill.notify import words
 from refill.portal.common import FormState, PortalRefused, back, page
 from refill.portal.security import Signed, allowed_to_change
 from refill.portal.views import billing_context, card_name
-from refill.reload.settings import UNSET, change_from_text
+from refill.reload.settings import UNSET, SettingsChange, change_from_text
 from refill.reload.states import AttemptStatus
 from refill.services.sessions import PortalSession
 from refill.webctx import Service
@@ -53,6 +53,7 @@ def render_billing(
     notice: str | None = None,
     added: str | None = None,
     shown: HistoryShown | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> HTMLResponse:
     try:
         context = billing_context(
@@ -60,7 +61,7 @@ def render_billing(
         )
     except ValidationFailed as exc:  # a tampered cursor, a filter date that is no date
         raise PortalRefused(exc.status, exc.message) from None
-    return page(request, "billing.html", context, status=status)
+    return page(request, "billing.html", {**context, **(extra or {})}, status=status)
 
 
 @router.get("")
@@ -171,18 +172,10 @@ def _typed_amount(text: str, currency: str, name: str, wrong: list[RefillError])
         return None
 
 
-@router.post("/team/billing/auto-reload")
-def save_auto_reload(
-    request: Request,
-    session: Signed,
-    refill: Service,
-    fields: Annotated[AutoReloadForm, Form()],
-    csrf_token: Annotated[str | None, Form()] = None,
-) -> Response:
-    allowed_to_change(session, csrf_token)
+def auto_reload_change(fields: AutoReloadForm, currency: str) -> SettingsChange:
+    """The Auto Reload form as the owner typed it, as a settings change (every wrong
+    field named at once)."""
     typed = fields.model_dump()
-    form = FormState({**typed, "enabled": "on" if fields.enabled else ""})
-    currency = services.get_agency(refill.db, session.agency_id).currency
     wrong: list[RefillError] = []
     # Every field is on the page with its saved value, so a blank optional field means
     # "none" (no monthly cap); a blank required one is named when auto-reload is on.
@@ -199,17 +192,34 @@ def save_auto_reload(
             wrong.append(
                 ValidationFailed("daily_limit must be a whole number", field="daily_limit")
             )
+    if wrong:
+        refuse_all(wrong)
+    return change_from_text({k: v for k, v in given.items() if v is not UNSET})
+
+
+def typed_form(fields: AutoReloadForm) -> FormState:
+    return FormState({**fields.model_dump(), "enabled": "on" if fields.enabled else ""})
+
+
+@router.post("/team/billing/auto-reload")
+def save_auto_reload(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    fields: Annotated[AutoReloadForm, Form()],
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    allowed_to_change(session, csrf_token)
+    form = typed_form(fields)
+    currency = services.get_agency(refill.db, session.agency_id).currency
     try:
-        if wrong:
-            refuse_all(wrong)
-        change = change_from_text({k: v for k, v in given.items() if v is not UNSET})
         services.update_auto_reload(
             refill.db,
             refill.gateway,
             refill.policy,
             agency_id=session.agency_id,
             currency=currency,
-            change=change,
+            change=auto_reload_change(fields, currency),
             actor=session.actor,
         )
     except RefillError as exc:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from refill.db.database import Database, Tx, bind_time, prepared
-from refill.db.schema import audit_log, transfers
+from refill.db.schema import accounts, audit_log, transfers
 from refill.errors import ValidationFailed, refuse_all
 from refill.ids import wallet_id_for
 from refill.money import parse_amount
@@ -91,7 +91,8 @@ def preview(
             blocked_until=None,
         )
         end = tx.now
-        start = end - timedelta(days=span)
+        # Not before the wallet opened: there is nothing to replay before it.
+        start = max(end - timedelta(days=span), wallet_opened(tx, agency_id))
         zone = agency_zone(tx, agency_id)
         opening = balance_before(tx, agency_id, start)
         moves = movements(tx, agency_id, start, end)
@@ -114,6 +115,13 @@ def preview(
         )
 
     return db.read(work)
+
+
+def wallet_opened(tx: Tx, agency_id: str) -> datetime:
+    opened: datetime = tx.conn.execute(
+        select(accounts.c.created_at).where(accounts.c.id == wallet_id_for(agency_id))
+    ).scalar_one()
+    return opened
 
 
 def balance_before(tx: Tx, agency_id: str, moment: datetime) -> int:

@@ -1,0 +1,36 @@
+// The Auto Reload backtest: two balance lines (these settings, what happened), drawn
+// from the JSON the page carries (no inline script: the CSP allows none).
+(function () {
+  "use strict";
+  var node = document.getElementById("backtest-data");
+  var canvas = document.getElementById("backtest-chart");
+  if (!node || !canvas || typeof Chart === "undefined") { return; }
+  var data = JSON.parse(node.textContent);
+  function line(points) { return points.map(function (p) { return { x: p.t, y: p.y }; }); }
+  var money = function (v) { return "$" + Number(v).toFixed(2); };
+  new Chart(canvas, {
+    type: "line",
+    data: {
+      datasets: [
+        { label: "These settings", data: line(data.proposed), borderColor: "#2454d6", backgroundColor: "#2454d6", pointRadius: 0, borderWidth: 2, stepped: true },
+        { label: "What happened", data: line(data.as_was), borderColor: "#8a93a6", backgroundColor: "#8a93a6", pointRadius: 0, borderWidth: 1.5, borderDash: [4, 3], stepped: true }
+      ]
+    },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      interaction: { mode: "index", intersect: false },
+      scales: {
+        x: { type: "linear", ticks: { maxTicksLimit: 6, callback: function (v) { return new Date(v).toLocaleDateString(undefined, { month: "short", day: "numeric" }); } } },
+        y: { beginAtZero: true, ticks: { callback: money } }
+      },
+      plugins: {
+        legend: { position: "bottom" },
+        tooltip: { callbacks: {
+          title: function (items) { return new Date(items[0].parsed.x).toLocaleString(); },
+          label: function (item) { return item.dataset.label + ": " + money(item.parsed.y); }
+        } }
+      }
+    }
+  });
+}());
