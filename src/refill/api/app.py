@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from refill.api import (
     agency,
     events,
+    explain,
     health,
     holds,
     inbound,
@@ -29,6 +30,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     payment_methods.router,
     wallet.router,
     preview.router,
+    explain.router,
     usage.router,
     holds.router,
     reloads.router,

@@ -21,6 +21,7 @@ from refill.portal.common import NOTICES, FormState
 from refill.reload.attempt import ReloadAttempt
 from refill.reload.states import AttemptStatus, SettingsStatus
 from refill.services import history, members
+from refill.services.explain import explain_auto_reload
 from refill.services.history_filters import ReloadFilter, reload_filter
 from refill.services.sessions import PortalSession
 
@@ -182,6 +183,9 @@ def billing_context(
         "cursor": cursor,
         # A month of usage summed: on the full page, not on every refresh of the live part.
         "usage": history.usage_by_subteam(db, agency_id=session.agency_id) if full_page else [],
+        "explanation": explain_auto_reload(db, refill.policy, agency_id=session.agency_id)
+        if full_page
+        else None,
         "agencies": members.agencies_of(db, user_id=session.user_id) if full_page else [],
         "chart_json": _chart(refill, session.agency_id, wallet.currency, shown_threshold),
         "when": lambda moment: local_time(moment, zone),
