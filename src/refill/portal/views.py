@@ -20,6 +20,7 @@ from refill.notify import words
 from refill.portal.common import NOTICES, FormState
 from refill.reload.attempt import ReloadAttempt
 from refill.reload.states import AttemptStatus, SettingsStatus
+from refill.services import forecast as forecasting
 from refill.services import history, members
 from refill.services.explain import explain_auto_reload
 from refill.services.history_filters import ReloadFilter, reload_filter
@@ -169,7 +170,14 @@ def billing_context(
                 services.get_reload(db, agency_id=session.agency_id, attempt_id=added), names
             )
     shown_threshold = settings.threshold if settings.status != SettingsStatus.OFF else None
+    insight = forecasting.insights(db, refill.policy, agency_id=session.agency_id)
     return {
+        # The runway is on the live part (it moves with the balance); the rest is not.
+        "forecast": insight.forecast,
+        "recommendation": insight.recommendation if full_page else None,
+        "reload_cover_days": forecasting.reload_cover_days(
+            settings, insight.forecast.burn_rate_per_day
+        ),
         "session": session,
         "wallet": wallet,
         "settings": settings,
