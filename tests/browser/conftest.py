@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.mailbox import Mailbox, Received
-from tests.support.server import REFILL, Server
+from tests.support.server import REFILL, Server, call, client
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -178,3 +178,14 @@ def enable_auto_reload(page: Page, threshold: str = "20.00", reload_amount: str 
 def fits_the_screen(page: Page) -> bool:
     """No horizontal scrolling: the page is no wider than the window."""
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+def spend(server: Server, key: str, amount: str, reference: str) -> None:
+    """Usage through the API, for the agency's first subteam (made when it has none)."""
+    with client(server, key) as api:
+        subteams = call(api, "GET", "/v1/subteams", 200)["data"]
+        subteam = subteams[0]["id"] if subteams else None
+        if subteam is None:
+            subteam = call(api, "POST", "/v1/subteams", 201, json={"name": "Calls"})["id"]
+        usage = {"subteam_id": subteam, "amount": amount, "reference": reference}
+        call(api, "POST", "/v1/usage", 201, json=usage)

@@ -18,6 +18,7 @@ from tests.browser.conftest import (
     enable_auto_reload,
     fits_the_screen,
     signed_in,
+    spend,
 )
 from tests.support.server import Server, call, client
 
@@ -28,16 +29,6 @@ def banner(page: Page, state: str) -> None:
     expect(page.get_by_test_id("banner")).to_have_attribute(
         "data-state", state, timeout=SEEN_WITHIN_MS
     )
-
-
-def spend(server: Server, key: str, amount: str, reference: str) -> None:
-    with client(server, key) as api:
-        subteams = call(api, "GET", "/v1/subteams", 200)["data"]
-        subteam = subteams[0]["id"] if subteams else None
-        if subteam is None:
-            subteam = call(api, "POST", "/v1/subteams", 201, json={"name": "Calls"})["id"]
-        usage = {"subteam_id": subteam, "amount": amount, "reference": reference}
-        call(api, "POST", "/v1/usage", 201, json=usage)
 
 
 def test_a_soft_decline_shows_retrying_with_its_time_and_retry_now_tries_again(

@@ -15,16 +15,9 @@ from tests.browser.conftest import (
     enable_auto_reload,
     fits_the_screen,
     signed_in,
+    spend,
 )
-from tests.support.server import Server, call, client
-
-
-def spend(server: Server, key: str, amounts: list[str]) -> None:
-    with client(server, key) as api:
-        subteam = call(api, "POST", "/v1/subteams", 201, json={"name": "Calls"})["id"]
-        for i, amount in enumerate(amounts):
-            usage = {"subteam_id": subteam, "amount": amount, "reference": f"u{i}"}
-            call(api, "POST", "/v1/usage", 201, json=usage)
+from tests.support.server import Server
 
 
 def test_the_checklist_opens_by_itself_and_says_auto_reload_is_suspended(
@@ -61,12 +54,13 @@ def test_settings_are_tried_on_the_last_days_and_drawn_before_they_are_saved(
     page = signed_in(browser, server, email, screenshots)
     add_card(page, "Visa ending 4242 — succeeds")
     add_credits(page, "$100", "$100.00")
-    spend(server, key, ["30.00", "30.00", "30.00"])  # 10.00 left, no auto-reload
+    for i in range(3):
+        spend(server, key, "30.00", f"u{i}")  # 10.00 left, no auto-reload
 
     page.reload()
     page.get_by_label("Minimum threshold (USD)").fill("$25")
     page.get_by_label("Reload amount (USD)").fill("40")
-    page.get_by_role("button", name="Try these on the last 30 days").click()
+    page.get_by_role("button", name="Try them on my past usage").click()
     backtest = page.get_by_test_id("backtest")
     expect(backtest).to_be_visible()
     # Applied from the wallet's opening (0.00, below 25.00): one reload of 40.00 at once.
@@ -98,7 +92,8 @@ def test_the_runway_shows_and_the_recommended_settings_are_saved_in_one_click(
     page = signed_in(browser, server, email, screenshots)
     add_card(page, "Visa ending 4242 — succeeds")
     add_credits(page, "$200", "$200.00")
-    spend(server, key, ["12.00", "8.00", "10.00"])
+    for i, amount in enumerate(["12.00", "8.00", "10.00"]):
+        spend(server, key, amount, f"u{i}")
 
     page.reload()
     expect(page.get_by_test_id("runway")).to_contain_text("At this rate your credits last")

@@ -128,6 +128,13 @@ def test_openapi_document_is_still_served_without_the_docs_page(client: TestClie
     assert re.search(r"url:\s*'/openapi\.json'", client.get("/docs").text)
 
 
+def test_every_schema_has_its_own_name_so_generated_clients_keep_it(client: TestClient) -> None:
+    # Two models of one name in different modules become "refill__api__x__Name", which
+    # client generators cannot follow (they then drop every schema that refers to it).
+    names = client.get("/openapi.json").json()["components"]["schemas"]
+    assert [name for name in names if "__" in name] == []
+
+
 @pytest.mark.parametrize(
     "path",
     [

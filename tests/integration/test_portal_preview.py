@@ -1,4 +1,4 @@
-"""The Auto Reload form's "Try these on the last 30 days", on SQLite and PostgreSQL: the
+"""The Auto Reload form's "Try them on my past usage", on SQLite and PostgreSQL: the
 settings as typed are replayed beside what happened, nothing is saved, and settings that
 could not be saved are named at their field."""
 

@@ -34,12 +34,12 @@ class PreviewRequest(s.Body):
     )
 
 
-class PointOut(BaseModel):
+class ReplayPointOut(BaseModel):
     at: datetime
     balance: str
 
 
-class BlockOut(BaseModel):
+class ReplayBlockOut(BaseModel):
     rail: str = Field(description="daily_limit or monthly_cap")
     at: datetime = Field(description="When the rail first stopped a reload.")
     until: datetime
@@ -51,8 +51,8 @@ class OutcomeOut(BaseModel):
     lowest_balance: str
     hours_without_credits: float
     refused_calls: int = Field(description="Recorded usage the replayed wallet could not cover.")
-    blocked_by_rail: BlockOut | None
-    series: list[PointOut] = Field(description="The balance every hour, and at the end.")
+    blocked_by_rail: ReplayBlockOut | None
+    series: list[ReplayPointOut] = Field(description="The balance every hour, and at the end.")
 
     @classmethod
     def of(cls, r: Replay, currency: str) -> OutcomeOut:
@@ -65,8 +65,10 @@ class OutcomeOut(BaseModel):
             refused_calls=r.refused_calls,
             blocked_by_rail=None
             if block is None
-            else BlockOut(rail=block.rail, at=block.at, until=block.until),
-            series=[PointOut(at=at, balance=format_amount(b, currency)) for at, b in r.series],
+            else ReplayBlockOut(rail=block.rail, at=block.at, until=block.until),
+            series=[
+                ReplayPointOut(at=at, balance=format_amount(b, currency)) for at, b in r.series
+            ],
         )
 
 

@@ -1,5 +1,5 @@
-"""/portal/team/billing/auto-reload/preview: the Auto Reload form's "Try on the last 30
-days" button. The settings as typed are replayed against the wallet's own usage
+"""/portal/team/billing/auto-reload/preview: the Auto Reload form's "Try them on my past
+usage" button (the last 30 days). The settings as typed are replayed against the wallet's own usage
 (``services.preview``) and shown beside what the settings of the time did; nothing is
 saved, and the form keeps what the owner typed, ready to save."""
 

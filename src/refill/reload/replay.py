@@ -141,7 +141,9 @@ def replay(
     currency: str,
     zone: ZoneInfo,
 ) -> Replay:
-    """What the wallet would have done between ``start`` and ``end`` (movements in order)."""
+    """What the wallet would have done after ``start`` (its balance then, movements at
+    that very moment included, is ``opening_balance``) through ``end``, movements in
+    order."""
     out = Replay(lowest_balance=opening_balance)
     wallet = _Wallet(
         policy, currency, zone, sorted(timeline, key=lambda s: s.starts), opening_balance, out
@@ -171,7 +173,7 @@ def replay(
 
     wallet.evaluate(start)
     for movement in movements:
-        if not start <= movement.at <= end:
+        if not start < movement.at <= end:  # what happened at start is in the opening
             continue
         advance(movement.at)
         if movement.usage and wallet.balance + movement.amount < 0:

@@ -94,7 +94,7 @@ def preview(
         # Not before the wallet opened: there is nothing to replay before it.
         start = max(end - timedelta(days=span), wallet_opened(tx, agency_id))
         zone = agency_zone(tx, agency_id)
-        opening = balance_before(tx, agency_id, start)
+        opening = balance_at(tx, agency_id, start)
         moves = movements(tx, agency_id, start, end)
 
         def run(timeline: list[SettingsFrom]) -> Replay:
@@ -124,11 +124,12 @@ def wallet_opened(tx: Tx, agency_id: str) -> datetime:
     return opened
 
 
-def balance_before(tx: Tx, agency_id: str, moment: datetime) -> int:
-    """The wallet's balance just before ``moment`` (its last transfer's balance after)."""
+def balance_at(tx: Tx, agency_id: str, moment: datetime) -> int:
+    """The wallet's balance at ``moment``, what happened then included (its last
+    transfer's balance after)."""
     row = tx.conn.execute(
         select(transfers.c.wallet_balance_after)
-        .where(transfers.c.agency_id == agency_id, transfers.c.created_at < moment)
+        .where(transfers.c.agency_id == agency_id, transfers.c.created_at <= moment)
         .order_by(transfers.c.created_at.desc(), transfers.c.id.desc())
         .limit(1)
     ).scalar()
@@ -137,13 +138,13 @@ def balance_before(tx: Tx, agency_id: str, moment: datetime) -> int:
 
 _MOVEMENTS = prepared(
     "SELECT created_at, CASE WHEN debit_account_id = {p} THEN -amount ELSE amount END, "
-    "kind = 'usage' FROM transfers WHERE agency_id = {p} AND created_at >= {p} "
+    "kind = 'usage' FROM transfers WHERE agency_id = {p} AND created_at > {p} "
     "AND created_at <= {p} AND kind <> 'auto_reload' ORDER BY created_at, id"
 )
 
 
 def movements(tx: Tx, agency_id: str, start: datetime, end: datetime) -> list[Movement]:
-    """Usage and the owner's own credits from start through end, in order; the
+    """Usage and the owner's own credits after start through end, in order; the
     auto-reloads that really happened are left out (the replay makes its own). Read on
     the driver's cursor in one fetch: a busy month is 150,000 rows."""
     cursor = tx.conn.connection.cursor()
