@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, cast, extract, func, select
+from sqlalchemy import func, select
 
 from refill.db.database import Database, Tx
 from refill.db.schema import accounts, transfers
@@ -31,6 +31,7 @@ from refill.reload.policy import ReloadPolicy
 from refill.reload.settings import AutoReloadSettings
 from refill.reload.states import Mode
 from refill.reload.trigger import agency_zone
+from refill.services.subteam_usage import quarter_hour
 
 WINDOW = timedelta(days=30)
 MIN_BASIS = timedelta(hours=1)
@@ -44,7 +45,6 @@ DEFAULT_COVER_DAYS = 7
 MAX_COVER_DAYS = 90
 # A run-out moment further ahead than this is no date anyone can use (None).
 FAR = timedelta(days=36_500)
-QUARTER = 900  # seconds
 
 
 def _micros(span: timedelta) -> int:
@@ -371,13 +371,6 @@ class WalletUsage:
     currency: str
 
 
-def _quarter(tx: Tx) -> object:
-    """The usage's quarter hour since the epoch, in this engine's SQL."""
-    if tx.dialect == "postgresql":
-        return func.floor(extract("epoch", transfers.c.created_at) / QUARTER)
-    return cast(func.strftime("%s", transfers.c.created_at), Integer) / QUARTER
-
-
 def read_usage(tx: Tx, agency_id: str) -> WalletUsage:
     """The wallet's available credits and its usage basis up to ``tx.now``: three reads (the
     wallet, its first usage, the basis's usage per quarter hour with its first moment)."""
@@ -395,7 +388,7 @@ def read_usage(tx: Tx, agency_id: str) -> WalletUsage:
     start = basis_start(end, first, zone)
     points: list[tuple[datetime, int]] = []
     if start is not None:
-        quarter = _quarter(tx)
+        quarter = quarter_hour(tx)
         rows = tx.conn.execute(
             select(quarter, func.min(transfers.c.created_at), func.sum(transfers.c.amount))  # type: ignore[call-overload]
             .where(usage, transfers.c.created_at >= start, transfers.c.created_at <= end)

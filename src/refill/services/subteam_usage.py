@@ -85,8 +85,9 @@ def _bucket_end(now: datetime, granularity: Granularity, zone: ZoneInfo) -> date
     return datetime.combine(tomorrow, time(), tzinfo=zone).astimezone(UTC)
 
 
-def _quarter(tx: Tx) -> object:
-    """The usage's quarter hour since the epoch, in this engine's SQL."""
+def quarter_hour(tx: Tx) -> object:
+    """A transfer's quarter hour since the epoch, in this engine's SQL (the forecast
+    groups by it too)."""
     if tx.dialect == "postgresql":
         return func.floor(extract("epoch", transfers.c.created_at) / QUARTER)
     return cast(func.strftime("%s", transfers.c.created_at), Integer) / QUARTER
@@ -127,7 +128,7 @@ def usage_series(
                 field="from",
             )
         starts = bucket_starts(start, end, step, zone)
-        quarter = _quarter(tx)
+        quarter = quarter_hour(tx)
         rows = tx.conn.execute(
             select(quarter, func.sum(transfers.c.amount), func.count())  # type: ignore[call-overload]
             .where(
