@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -132,13 +131,9 @@ def _call_state(
     if rules.archived:
         raise archived_refusal(subteam_id)
     period = None
-    if rules.limited:
+    if rules.limited:  # only then the agency's time zone
         zone = tx.execute_raw(_ZONE[tx.dialect], (agency_id,))
-        period = Period.at(tx.now, ZoneInfo(zone[0] if zone else "UTC"))
-        if not rules.counted:
-            rules = spend.count_from_ledger(
-                tx, agency_id=agency_id, subteam_id=subteam_id, period=period, rules=rules
-            )
+        rules, period = spend.in_period(tx, agency_id, subteam_id, rules, zone[0] if zone else None)
     return _CallState(int(row[0]), row[1], int(row[2]), period, rules)
 
 

@@ -51,18 +51,14 @@ def settle(
         _not_active(tx, agency_id, hold_id, subteam_id)
         return None
     if row[0] != subteam_id:
-        raise Conflict(
-            f"hold {hold_id} was placed for subteam {row[0]}, not {subteam_id}",
-            code="hold_subteam_mismatch",
-        )
+        raise _mismatch(hold_id, row[0], subteam_id)
     held = int(row[1])
-    found = spend.read_rules(tx, agency_id, subteam_id)
-    if found is None:  # the hold's foreign key names it: not on a sound database
+    now = spend.read_rules(tx, agency_id, subteam_id)
+    if now is None:  # the hold's foreign key names it: not on a sound database
         raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
-    rules, period = found
     # At most the hold plus what is available, and what the subteam's limits leave.
     debit = min(amount, available + held)
-    room = spend.settle_room(rules, period, hold=held)
+    room = spend.settle_room(now.rules, now.period, hold=held)
     capped_by = "available_credits"
     if room is not None and room < debit:
         debit, capped_by = room, "spend_limit"
@@ -79,7 +75,7 @@ def settle(
         release_held=held,
         uncovered=uncovered,
     )
-    spend.record_spend(tx, subteam_id, rules, period, spent=debit, held_delta=-held)
+    spend.record_spend(tx, subteam_id, now.rules, now.period, spent=debit, held_delta=-held)
     tx.execute_raw(_LINK[tx.dialect], (posted.transfer.id, hold_id))
     if uncovered is not None:
         currency = posted.currency
@@ -101,16 +97,20 @@ def settle(
     return posted
 
 
+def _mismatch(hold_id: str, placed_for: str, subteam_id: str) -> Conflict:
+    return Conflict(
+        f"hold {hold_id} was placed for subteam {placed_for}, not {subteam_id}",
+        code="hold_subteam_mismatch",
+    )
+
+
 def _not_active(tx: RawTx, agency_id: str, hold_id: str, subteam_id: str) -> None:
     looked = tx.execute_raw(_LOOK[tx.dialect], (hold_id, agency_id))
     if looked is None:
         raise NotFound(f"hold {hold_id} not found", code="hold_not_found")
     status, held_for = looked
     if held_for != subteam_id:
-        raise Conflict(
-            f"hold {hold_id} was placed for subteam {held_for}, not {subteam_id}",
-            code="hold_subteam_mismatch",
-        )
+        raise _mismatch(hold_id, held_for, subteam_id)
     if status == "settled":
         raise HoldSettled(f"hold {hold_id} was already settled by another usage")
     if status == "active":  # past its time, not swept yet: it expires now

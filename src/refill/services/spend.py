@@ -118,37 +118,56 @@ def rules_of(row: tuple[Any, ...]) -> SubteamRules:
 
 
 _READ_RULES = prepared(
-    "SELECT g.timezone, s.archived_at, s.paused_at, s.daily_spend_limit, "
+    "SELECT g.timezone, g.currency, s.archived_at, s.paused_at, s.daily_spend_limit, "
     "s.monthly_spend_limit, s.held, s.spend_day, s.spent_day, s.spend_month, s.spent_month "
     "FROM subteams s JOIN agencies g ON g.id = s.agency_id WHERE s.id = {p} AND s.agency_id = {p}"
 )
 
 
-def read_rules(tx: SqlTx, agency_id: str, subteam_id: str) -> tuple[SubteamRules, Period] | None:
-    """The subteam's rules now, counters counted (None: no such subteam in the agency).
-    The caller holds the wallet's lock when it will write them."""
-    row = tx.execute_raw(_READ_RULES[tx.dialect], (subteam_id, agency_id))
-    if row is None:
-        return None
-    rules = rules_of(row[1:])
-    period = Period.at(tx.now, ZoneInfo(row[0] or "UTC"))
-    if rules.limited and not rules.counted:
+@dataclass(frozen=True, slots=True)
+class RulesNow:
+    rules: SubteamRules
+    period: Period | None  # only for a limited subteam: the rest need no date
+    currency: str
+
+
+def in_period(
+    tx: SqlTx, agency_id: str, subteam_id: str, rules: SubteamRules, zone: str | None
+) -> tuple[SubteamRules, Period | None]:
+    """A limited subteam's agency-local day and month, its counters counted from the ledger
+    if a new limit or time zone cleared them; an unlimited one needs neither."""
+    if not rules.limited:
+        return rules, None
+    period = Period.at(tx.now, ZoneInfo(zone or "UTC"))
+    if not rules.counted:
         rules = count_from_ledger(
             tx, agency_id=agency_id, subteam_id=subteam_id, period=period, rules=rules
         )
     return rules, period
 
 
+def read_rules(tx: SqlTx, agency_id: str, subteam_id: str) -> RulesNow | None:
+    """The subteam's rules now (None: no such subteam in the agency), with the agency's
+    currency. The caller holds the wallet's lock when it will write them."""
+    row = tx.execute_raw(_READ_RULES[tx.dialect], (subteam_id, agency_id))
+    if row is None:
+        return None
+    rules, period = in_period(tx, agency_id, subteam_id, rules_of(row[2:]), row[0])
+    return RulesNow(rules, period, row[1])
+
+
 def limit_refusal(
     subteam_id: str,
     rules: SubteamRules,
-    period: Period,
+    period: Period | None,
     *,
     amount: int,
     currency: str,
 ) -> SubteamLimitReached | None:
     """Would spending ``amount`` more take the subteam past a limit, counting what its live
     calls hold? Pure: the day's limit first. (Settling a hold is never refused.)"""
+    if period is None:  # no limit, nothing to pass
+        return None
     today, month = rules.spent_in(period)
     held = rules.held
     checks = (
@@ -177,7 +196,7 @@ def room_left(rules: SubteamRules, period: Period | None) -> int | None:
     return min(rooms) if rooms else None
 
 
-def settle_room(rules: SubteamRules, period: Period, *, hold: int) -> int | None:
+def settle_room(rules: SubteamRules, period: Period | None, *, hold: int) -> int | None:
     """The most a call that holds ``hold`` may cost under the subteam's limits (None: no
     limit): its hold, and what the limits leave besides. Never less than the hold, even
     if the owner lowered a limit since the call started."""

@@ -6,9 +6,8 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 
 from refill import ledger
-from refill.db.database import Database, RawTx, prepared
+from refill.db.database import Database, RawTx
 from refill.errors import NotFound, ReferenceConflict, RefillError, ValidationFailed
-from refill.ids import wallet_id_for
 from refill.ledger import DuplicateReference, Posted, Transfer, TransferKind
 from refill.reload.trigger import trigger_auto_reload
 from refill.services import settling, spend
@@ -108,20 +107,18 @@ def _checked_usage(
     archived or paused (403), past a spend limit (402 ``subteam_limit_reached``), or not
     enough available credits (402). A refusal raises, and the transaction writes nothing."""
     ledger.lock_wallet(tx, agency_id)
-    found = spend.read_rules(tx, agency_id, subteam_id)
-    if found is None:
+    now = spend.read_rules(tx, agency_id, subteam_id)
+    if now is None:
         raise NotFound(f"subteam {subteam_id} not found", code="subteam_not_found")
-    rules, period = found
-    if rules.archived:
+    if now.rules.archived:
         raise archived_refusal(subteam_id)
-    if rules.paused:
+    if now.rules.paused:
         raise spend.paused_refusal(subteam_id)
-    if rules.limited:
-        refusal = spend.limit_refusal(
-            subteam_id, rules, period, amount=amount, currency=_currency(tx, agency_id)
-        )
-        if refusal is not None:
-            raise refusal
+    refusal = spend.limit_refusal(
+        subteam_id, now.rules, now.period, amount=amount, currency=now.currency
+    )
+    if refusal is not None:
+        raise refusal
     posted = ledger.debit_wallet(
         tx,
         agency_id=agency_id,
@@ -132,13 +129,5 @@ def _checked_usage(
         subteam_id=subteam_id,
         description=description,
     )
-    spend.record_spend(tx, subteam_id, rules, period, spent=amount, held_delta=0)
+    spend.record_spend(tx, subteam_id, now.rules, now.period, spent=amount, held_delta=0)
     return posted
-
-
-_CURRENCY = prepared("SELECT currency FROM accounts WHERE id = {p}")
-
-
-def _currency(tx: RawTx, agency_id: str) -> str:
-    row = tx.execute_raw(_CURRENCY[tx.dialect], (wallet_id_for(agency_id),))
-    return str(row[0]) if row else "USD"
