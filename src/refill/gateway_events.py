@@ -32,6 +32,7 @@ from refill.gateway.base import (
     PaymentReport,
 )
 from refill.money import to_minor_units
+from refill.reload import card_list, chain
 from refill.reload import settings as reload_settings
 from refill.reload.attempt import ReloadAttempt, attempt_from_row
 from refill.reload.machine import record_charge_outcome
@@ -185,6 +186,7 @@ def _card_changed(tx: Tx, gateway: str, card: CardReport) -> Outcome:
             # a renewed card's expiry is news again: its notices start over
             .values(**values, **({"expiry_notices": ""} if renewed else {}))
         )
+        card_list.unskip_card(tx, saved.id)  # an updated card may work again
         audit.record(
             tx,
             agency_id=saved.agency_id,
@@ -216,8 +218,10 @@ def _card_detached(tx: Tx, gateway: str, card: CardReport) -> Outcome:
             target_id=saved.id,
             before={"brand": saved.brand, "last4": saved.last4},
         )
-        settings = reload_settings.get_settings(tx, saved.agency_id)
-        if settings.payment_method_id == saved.id:
+        # It leaves auto-reload's cards (a backup becomes the primary); with none left,
+        # auto-reload is suspended.
+        after = chain.drop_card(tx, saved.agency_id, saved.id, actor=gateway)
+        if after is not None and after.payment_method_id is None:
             currency = tx.conn.execute(
                 select(agencies.c.currency).where(agencies.c.id == saved.agency_id)
             ).scalar_one()

@@ -23,7 +23,7 @@ from refill import alerts
 from refill.db.database import Database, Tx
 from refill.gateway.base import ChargeResult, ChargeStatus, PaymentGateway
 from refill.money import Money
-from refill.reload import changes, machine, queries
+from refill.reload import chain, changes, machine, queries
 from refill.reload.attempt import ClaimedAttempt, ReloadAttempt, charge_request, claimed, must_load
 from refill.reload.policy import ReloadPolicy
 from refill.reload.states import AttemptStatus
@@ -220,11 +220,35 @@ class ReloadProcessor:
                     "charge for %s raised %s; outcome unknown", attempt.id, type(exc).__name__
                 )
                 result = ChargeResult(ChargeStatus.UNKNOWN, failure_message=type(exc).__name__)
+            if result.status is ChargeStatus.REQUIRES_ACTION and attempt.is_auto:
+                result = self._backup_instead(claimed, result)
             outcome = self.db.write(
                 lambda tx: machine.record_charge_outcome(tx, self.policy, attempt.id, result)
             )
         self._log_outcome(attempt, outcome)
         return outcome
+
+    def _backup_instead(self, claimed: ClaimedAttempt, result: ChargeResult) -> ChargeResult:
+        """The bank asks for the owner's authentication, which an auto-reload cannot give
+        while the owner is away: with a backup card listed, the payment is canceled at the
+        gateway and, once the cancel is confirmed, recorded as a soft decline, so the chain
+        charges the backup. Paid meanwhile: the payment stands. No confirmation: it waits
+        for the owner as it would without a backup (never two payments that could both
+        succeed)."""
+        if not self.db.read(lambda tx: chain.backup_waits(tx, claimed.attempt)):
+            return result
+        canceled = self.gateway.cancel_charge(self.charge_request(claimed), result.payment_id)
+        if canceled.status is ChargeStatus.SUCCEEDED:
+            return canceled
+        if canceled.status is not ChargeStatus.CANCELED:
+            return result
+        return ChargeResult(
+            ChargeStatus.DECLINED,
+            result.payment_id,
+            failure_code=chain.AUTHENTICATION_SKIPPED,
+            failure_message="The bank asked for the owner's authentication (3-D Secure); "
+            "the payment was canceled and the next card charged instead.",
+        )
 
     @staticmethod
     def _log_outcome(attempt: ReloadAttempt, outcome: ReloadAttempt) -> None:

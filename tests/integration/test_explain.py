@@ -120,7 +120,7 @@ def test_a_new_wallet_is_off_with_no_threshold_and_no_card(acme: Agency) -> None
         pytest.param(
             "pm_card_chargeDeclinedExpiredCard",
             "suspended",
-            {"not_suspended"},
+            {"not_suspended", "card_usable"},  # the card is skipped until chosen again
             "not_suspended",
             "Auto Reload was suspended: the card was declined (expired_card) and will not work "
             "again; choose another card.",

@@ -200,6 +200,8 @@ def test_auto_reload_is_present_and_off_before_anything_is_set(owner: Owner) -> 
         "reload_amount": None,
         "target_balance": None,
         "payment_method_id": None,
+        "payment_method_ids": [],
+        "cards": [],
         "monthly_cap": None,
         "daily_limit": 10,
         "suspended_reason": None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -14,8 +13,9 @@ from refill.cards import PaymentMethod
 from refill.ledger import Transfer
 from refill.money import format_amount
 from refill.reload.attempt import ReloadAttempt
+from refill.reload.card_list import MAX_CARDS
 from refill.reload.policy import MAX_DAILY_LIMIT
-from refill.services import ApiKey, Subteam, WalletView
+from refill.services import ApiKey, Subteam
 
 T = TypeVar("T")
 
@@ -71,7 +71,19 @@ class AutoReloadUpdate(Body):
     enabled: StrictBool | None = None
     threshold: Text | None = amount_field(default=None)
     reload_amount: Text | None = amount_field(default=None)
-    payment_method_id: Text | None = Field(default=None, max_length=40)
+    payment_method_id: Text | None = Field(
+        default=None,
+        max_length=40,
+        description="The card to charge: a shorthand for payment_method_ids with one card "
+        "(it replaces the whole list).",
+    )
+    payment_method_ids: list[Annotated[Text, Field(max_length=40)]] | None = Field(
+        default=None,
+        max_length=MAX_CARDS,
+        description="The cards to charge, in order: the first is the primary, the others "
+        "backups, each charged only after the one before was declined. Naming a card clears "
+        "its skip (a hard decline). Give this or payment_method_id, not both.",
+    )
     mode: Literal["fixed", "target"] | None = Field(
         default=None,
         description="fixed (the default): add reload_amount; target: bring the balance up to "
@@ -243,82 +255,6 @@ class PaymentMethodOut(BaseModel):
         )
 
 
-class BlockOut(BaseModel):
-    rail: str = Field(description="daily_limit or monthly_cap")
-    until: datetime
-
-
-class FailureOut(BaseModel):
-    code: str
-    message: str | None
-    at: datetime
-
-
-class AutoReloadOut(BaseModel):
-    enabled: bool
-    status: str = Field(description="off, active or suspended")
-    state: str = Field(
-        description="The first that applies: off, suspended, action_required (3-D Secure), "
-        "blocked (a safety rail), retrying (a declined charge waits for its retry), active."
-    )
-    next_retry_at: datetime | None = Field(description="When a declined charge is tried again.")
-    last_failure: FailureOut | None = Field(
-        description="The last declined auto-reload, unless one succeeded since."
-    )
-    waiting_reload_id: str | None = Field(
-        description="The reload to authenticate (action_required) or retry now (retrying)."
-    )
-    mode: str
-    threshold: str | None
-    reload_amount: str | None
-    target_balance: str | None
-    payment_method_id: str | None
-    monthly_cap: str | None
-    daily_limit: int
-    suspended_reason: str | None
-    blocked: BlockOut | None = Field(description="A safety rail stopping reloads until then.")
-
-
-class WalletOut(BaseModel):
-    id: str
-    currency: str
-    balance: str
-    held: str = Field(description="Held by live calls (active holds).")
-    available: str = Field(description="balance - held: what calls and usage can spend.")
-    auto_reload: AutoReloadOut
-
-    @classmethod
-    def of(cls, w: WalletView) -> WalletOut:
-        ar = w.auto_reload
-        now = w.situation
-        blocked = None if now.blocked is None else BlockOut(**asdict(now.blocked))
-        failure = None if now.last_failure is None else FailureOut(**asdict(now.last_failure))
-        return cls(
-            id=w.id,
-            currency=w.currency,
-            balance=format_amount(w.balance, w.currency),
-            held=format_amount(w.held, w.currency),
-            available=format_amount(w.available, w.currency),
-            auto_reload=AutoReloadOut(
-                enabled=ar.enabled,
-                status=ar.status,
-                state=now.state,
-                next_retry_at=now.next_retry_at,
-                last_failure=failure,
-                waiting_reload_id=now.waiting_reload_id,
-                mode=ar.mode,
-                threshold=fmt(ar.threshold, w.currency),
-                reload_amount=fmt(ar.reload_amount, w.currency),
-                target_balance=fmt(ar.target_balance, w.currency),
-                payment_method_id=ar.payment_method_id,
-                monthly_cap=fmt(ar.monthly_cap, w.currency),
-                daily_limit=ar.daily_limit,
-                suspended_reason=ar.suspended_reason,
-                blocked=blocked,
-            ),
-        )
-
-
 class ReloadOut(BaseModel):
     id: str
     trigger: str
@@ -331,8 +267,11 @@ class ReloadOut(BaseModel):
     next_action: dict[str, str] | None = Field(
         description="requires_action: what the owner must do to finish the payment."
     )
-    retry_of: str | None = Field(description="The declined reload this one retries.")
-    retry_number: int
+    retry_of: str | None = Field(
+        description="The declined reload this one follows: on the next card at once (a "
+        "backup), or on the first card again later (a retry of the chain)."
+    )
+    retry_number: int = Field(description="Which round of the soft-decline schedule (0: first).")
     not_before: datetime | None = Field(description="A retry waits until then.")
     blocked_until: datetime | None = Field(description="blocked: when the rail lifts.")
     created_at: datetime

@@ -11,6 +11,7 @@ from refill.api import notification_schemas as n
 from refill.api import schemas as s
 from refill.api.deps import Owner, Service
 from refill.api.problems import problems
+from refill.api.wallet_schemas import WalletOut
 from refill.errors import PaymentFailed
 from refill.money import parse_amount
 from refill.reload.settings import change_from_text
@@ -20,8 +21,8 @@ router = APIRouter(prefix="/v1/wallet", tags=["wallet"], responses=problems(401,
 
 
 @router.get("", operation_id="get_wallet")
-def get_wallet(p: Owner, refill: Service) -> s.WalletOut:
-    return s.WalletOut.of(services.get_wallet(refill.db, refill.policy, agency_id=p.agency_id))
+def get_wallet(p: Owner, refill: Service) -> WalletOut:
+    return WalletOut.of(services.get_wallet(refill.db, refill.policy, agency_id=p.agency_id))
 
 
 @router.put(
@@ -29,7 +30,7 @@ def get_wallet(p: Owner, refill: Service) -> s.WalletOut:
     operation_id="update_auto_reload",
     responses=problems(404, 422, 503),
 )
-def update_auto_reload(body: s.AutoReloadUpdate, p: Owner, refill: Service) -> s.WalletOut:
+def update_auto_reload(body: s.AutoReloadUpdate, p: Owner, refill: Service) -> WalletOut:
     """Fields left out keep their saved value; null clears an optional one. Settings equal
     to the saved ones change nothing. Below the threshold, a reload starts at once."""
     change = change_from_text({name: getattr(body, name) for name in body.model_fields_set})
@@ -42,7 +43,7 @@ def update_auto_reload(body: s.AutoReloadUpdate, p: Owner, refill: Service) -> s
         change=change,
         actor=p.actor,
     )
-    return s.WalletOut.of(wallet)
+    return WalletOut.of(wallet)
 
 
 @router.post(

@@ -97,7 +97,11 @@ def failed(
     decline_class: str,
     message: str | None,
     will_retry_at: datetime | None,
+    next_card: str | None = None,
 ) -> None:
+    """``auto_reload.failed`` or ``topup.failed``: which card declined, and for an
+    auto-reload what happens next: the backup card charged now (``next_card``), a retry of
+    the chain at ``will_retry_at``, or neither (the suspension follows)."""
     data = {
         **_facts(tx, attempt),
         "decline_code": decline_code,
@@ -105,7 +109,11 @@ def failed(
         "message": message,
     }
     if attempt.is_auto:
-        data.update(retry_number=attempt.retry_number, will_retry_at=when(will_retry_at))
+        data.update(
+            retry_number=attempt.retry_number,
+            will_retry_at=when(will_retry_at),
+            next_card=None if next_card is None else _card(card_of(tx, next_card)),
+        )
     event = EventType.AUTO_RELOAD_FAILED if attempt.is_auto else EventType.TOPUP_FAILED
     emit(tx, attempt.agency_id, event, data)
 

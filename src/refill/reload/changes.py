@@ -27,6 +27,7 @@ _COMPARED = (
     "threshold",
     "reload_amount",
     "payment_method_id",
+    "cards",
     "mode",
     "target_balance",
     "monthly_cap",
@@ -50,12 +51,17 @@ def plan_settings_change(
     """The settings ``change`` leads to, validated; writes nothing (InvalidSettings)."""
     current = reload_settings.get_settings(tx, agency_id, policy=policy)
     merged = reload_settings.merge_change(current, change)
-    card = (
-        get_payment_method(tx, agency_id, merged.payment_method_id)
-        if merged.payment_method_id is not None
-        else None
+    # Every listed card must be a saved card of this agency (404 names the first that is not).
+    cards = [get_payment_method(tx, agency_id, pm) for pm in merged.payment_method_ids]
+    reload_settings.validate_settings(
+        policy,
+        currency,
+        merged,
+        cards[0] if cards else None,
+        tx.now,
+        previous=current,
+        backups=cards[1:],
     )
-    reload_settings.validate_settings(policy, currency, merged, card, tx.now, previous=current)
     return SettingsPlan(current, merged)
 
 

@@ -309,6 +309,17 @@ def _card_usable(
 ) -> Check:
     if settings.payment_method_id is None:
         return Check(CheckName.CARD_USABLE, False, "No card is chosen for Auto Reload.")
+    if settings.card_list and not settings.chargeable:
+        which = (
+            f"{card.label} was declined ({settings.card_list[0].skip_reason})"
+            if card is not None and len(settings.card_list) == 1
+            else "Every card was declined"
+        )
+        return Check(
+            CheckName.CARD_USABLE,
+            False,
+            f"{which} and is not charged again until it is updated or chosen again.",
+        )
     if card is None:
         return Check(CheckName.CARD_USABLE, False, "The chosen card is not on file.")
     if removed:
@@ -316,6 +327,14 @@ def _card_usable(
     expiry = f"{card.exp_month:02d}/{card.exp_year}"
     if card.is_expired(now):
         return Check(CheckName.CARD_USABLE, False, f"{card.label} expired at the end of {expiry}.")
+    skipped = len(settings.card_list) - len(settings.chargeable)
+    if card.id != settings.payment_method_id and skipped:
+        return Check(
+            CheckName.CARD_USABLE,
+            True,
+            f"The backup {card.label}, expires {expiry} ({skipped} card"
+            f"{'s' if skipped > 1 else ''} before it declined and will be skipped).",
+        )
     return Check(CheckName.CARD_USABLE, True, f"{card.label}, expires {expiry}.")
 
 

@@ -27,15 +27,16 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, update
+from sqlalchemy import or_, update
 
 from refill import ledger
 from refill.db.database import Tx
 from refill.db.schema import reload_attempts
 from refill.errors import Conflict, NotFound
 from refill.gateway.base import ChargeResult, ChargeStatus
-from refill.ids import new_id, wallet_id_for
+from refill.ids import wallet_id_for
 from refill.notify import reloads as notices
+from refill.reload import chain
 from refill.reload import settings as reload_settings
 from refill.reload.attempt import (
     ClaimedAttempt,
@@ -45,9 +46,9 @@ from refill.reload.attempt import (
     load_attempt,
     must_load,
 )
-from refill.reload.policy import DeclineClass, ReloadPolicy
-from refill.reload.states import AttemptStatus, DecisionAction, Trigger, idempotency_key_for
-from refill.reload.trigger import count_rails, decide, trigger_auto_reload
+from refill.reload.policy import ReloadPolicy
+from refill.reload.states import AttemptStatus, DecisionAction, Trigger
+from refill.reload.trigger import Decision, count_rails, decide, trigger_auto_reload
 
 S = AttemptStatus
 log = logging.getLogger("refill.reload")
@@ -117,35 +118,51 @@ def claim_attempt(
             )
             return None
         if decision.action is DecisionAction.BLOCKED:
+            _block(tx, attempt, decision)
+            return None
+        card = chain.card_to_charge(settings, attempt)
+        if card is None:  # every card is skipped: the settings are suspended meanwhile
             transition(
                 tx,
                 attempt_id,
                 allowed_from=(S.PENDING,),
-                to=S.BLOCKED,
-                failure_code=decision.rail,
-                failure_message=decision.message,
-                blocked_until=decision.until,
-            )
-            reload_settings.set_block(tx, attempt.agency_id, decision.rail, decision.until)
-            log.warning(
-                "auto-reload of agency %s blocked by its %s until %s: %s",
-                attempt.agency_id,
-                decision.rail,
-                decision.until.isoformat() if decision.until else "further notice",
-                decision.message,
-            )
-            notices.blocked(
-                tx,
-                attempt,
-                amount=decision.amount,
-                rail=str(decision.rail),
-                until=decision.until,
-                message=decision.message,
+                to=S.CANCELED,
+                failure_code="no_chargeable_card",
+                failure_message="Not charged: every card of auto-reload was declined before.",
             )
             return None
-        claim.update(amount=decision.amount, payment_method_id=settings.payment_method_id)
+        claim.update(amount=decision.amount, payment_method_id=card)
     changed = transition(tx, attempt_id, allowed_from=(S.PENDING,), to=S.CHARGING, **claim)
     return claimed(tx, changed) if changed else None
+
+
+def _block(tx: Tx, attempt: ReloadAttempt, decision: Decision) -> None:
+    """A rail stops the attempt at its claim: blocked (nothing charged) until it lifts."""
+    transition(
+        tx,
+        attempt.id,
+        allowed_from=(S.PENDING,),
+        to=S.BLOCKED,
+        failure_code=decision.rail,
+        failure_message=decision.message,
+        blocked_until=decision.until,
+    )
+    reload_settings.set_block(tx, attempt.agency_id, decision.rail, decision.until)
+    log.warning(
+        "auto-reload of agency %s blocked by its %s until %s: %s",
+        attempt.agency_id,
+        decision.rail,
+        decision.until.isoformat() if decision.until else "further notice",
+        decision.message,
+    )
+    notices.blocked(
+        tx,
+        attempt,
+        amount=decision.amount,
+        rail=str(decision.rail),
+        until=decision.until,
+        message=decision.message,
+    )
 
 
 def renew_leases(tx: Tx, attempt_ids: list[str], *, lease: timedelta) -> None:
@@ -299,43 +316,24 @@ def _record_decline(
     ):
         return
     decline_class = policy.classify(code)
-    delay = None if decline_class is DeclineClass.HARD else policy.retry_delay(attempt.retry_number)
+    if attempt.is_auto:  # the next card, the chain's retry, or a suspension
+        chain.after_auto_decline(
+            tx,
+            policy,
+            attempt,
+            code=code,
+            decline_class=decline_class,
+            message=_clip(result.failure_message),
+        )
+        return
+    # A manual top-up fails in front of the owner; nothing to schedule.
     notices.failed(
         tx,
         attempt,
         decline_code=code,
         decline_class=decline_class.value,
         message=_clip(result.failure_message),
-        will_retry_at=None if delay is None else tx.now + delay,
-    )
-    if not attempt.is_auto:
-        return  # a manual top-up fails in front of the owner; nothing to schedule
-    if decline_class is DeclineClass.HARD:
-        reason = f"the card was declined ({code}) and will not work again; choose another card"
-        reload_settings.suspend(tx, attempt.agency_id, attempt.currency, reason)
-        return
-    if delay is None:
-        reason = f"the card was declined {attempt.retry_number + 1} times in a row (last: {code})"
-        reload_settings.suspend(tx, attempt.agency_id, attempt.currency, reason)
-        return
-    retry_id = new_id("rld")
-    tx.conn.execute(
-        insert(reload_attempts).values(
-            id=retry_id,
-            agency_id=attempt.agency_id,
-            wallet_id=wallet_id_for(attempt.agency_id),
-            trigger=Trigger.AUTO,
-            status=S.PENDING,
-            amount=attempt.amount,
-            currency=attempt.currency,
-            payment_method_id=attempt.payment_method_id,
-            idempotency_key=idempotency_key_for(retry_id),
-            not_before=tx.now + delay,
-            previous_attempt_id=attempt.id,
-            retry_number=attempt.retry_number + 1,
-            created_at=tx.now,
-            updated_at=tx.now,
-        )
+        will_retry_at=None,
     )
 
 

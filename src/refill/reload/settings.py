@@ -7,7 +7,7 @@ Writes to the settings row happen here; the attempt state machine calls ``suspen
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,8 @@ from refill.errors import InvalidAmount, InvalidSettings, refuse_all
 from refill.ids import wallet_id_for
 from refill.money import currency_info, format_amount, parse_amount, require_whole_minor_units
 from refill.notify import reloads as notices
+from refill.reload.card_list import MAX_CARDS as MAX_CARDS  # the page names the limit
+from refill.reload.card_list import ReloadCard, check_card_list, read_cards, write_cards
 from refill.reload.policy import MAX_DAILY_LIMIT, ReloadPolicy
 from refill.reload.states import Mode, SettingsStatus
 
@@ -32,6 +34,7 @@ class AutoReloadSettings:
     enabled: bool
     threshold: int | None
     reload_amount: int | None
+    # The primary card: the first of ``cards`` (None when the list is empty).
     payment_method_id: str | None
     status: SettingsStatus
     suspended_reason: str | None = None
@@ -41,9 +44,37 @@ class AutoReloadSettings:
     daily_limit: int = 10
     blocked_rail: str | None = None
     blocked_until: datetime | None = None
+    # Every card in order, the primary first (``auto_reload_cards``).
+    cards: tuple[ReloadCard, ...] = ()
 
     def blocked_at(self, now: datetime) -> bool:
         return self.blocked_until is not None and self.blocked_until > now
+
+    @property
+    def card_list(self) -> tuple[ReloadCard, ...]:
+        """``cards``; settings built with a primary alone have it as a list of one."""
+        if not self.cards and self.payment_method_id is not None:
+            return (ReloadCard(self.payment_method_id),)
+        return self.cards
+
+    @property
+    def payment_method_ids(self) -> tuple[str, ...]:
+        return tuple(card.payment_method_id for card in self.card_list)
+
+    @property
+    def chargeable(self) -> tuple[str, ...]:
+        """The cards a reload tries, in order: every card that is not skipped."""
+        return tuple(card.payment_method_id for card in self.card_list if not card.skipped)
+
+    def card_after(self, payment_method_id: str) -> str | None:
+        """The next card to try after a decline of ``payment_method_id`` in the same reload:
+        the first chargeable card listed after it (None: the reload has tried them all, or
+        the card is no longer listed)."""
+        ids = self.payment_method_ids
+        if payment_method_id not in ids:
+            return None
+        later = ids[ids.index(payment_method_id) + 1 :]
+        return next((pm for pm in later if pm in self.chargeable), None)
 
 
 NO_SETTINGS = AutoReloadSettings(False, None, None, None, SettingsStatus.OFF)
@@ -60,6 +91,8 @@ class SettingsChange:
     threshold: int | None = _UNSET
     reload_amount: int | None = _UNSET
     payment_method_id: str | None = _UNSET
+    # The whole ordered list; ``payment_method_id`` is a shorthand for a list of one.
+    payment_method_ids: tuple[str, ...] = _UNSET
     mode: Mode = _UNSET
     target_balance: int | None = _UNSET
     monthly_cap: int | None = _UNSET
@@ -84,9 +117,17 @@ def change_from_text(given: Mapping[str, Any]) -> SettingsChange:
                 continue
         elif name == "mode" and value is not None:
             value = Mode(value)
+        elif name == "payment_method_ids":
+            value = () if value is None else tuple(value)
         values[name] = value
     if wrong:
         refuse_all(wrong)  # every wrong amount at once
+    if "payment_method_id" in values and "payment_method_ids" in values:
+        raise InvalidSettings(
+            "give payment_method_ids (the ordered list) or payment_method_id (a list of one), "
+            "not both",
+            field="payment_method_ids",
+        )
     return SettingsChange(**values)
 
 
@@ -98,12 +139,20 @@ _SETTINGS = select(auto_reload_settings).where(
 def get_settings(
     tx: Tx, agency_id: str, *, policy: ReloadPolicy | None = None
 ) -> AutoReloadSettings:
-    row = tx.conn.execute(_SETTINGS, {"wallet_id": wallet_id_for(agency_id)}).one_or_none()
+    params = {"wallet_id": wallet_id_for(agency_id)}
+    row = tx.conn.execute(_SETTINGS, params).one_or_none()
     if row is None:
         defaults = policy or ReloadPolicy()
         return replace(NO_SETTINGS, daily_limit=defaults.default_daily_limit)
     m = row._mapping
-    return record(AutoReloadSettings, m, status=SettingsStatus(m["status"]), mode=Mode(m["mode"]))
+    cards = read_cards(tx, params["wallet_id"])
+    return record(
+        AutoReloadSettings,
+        m,
+        status=SettingsStatus(m["status"]),
+        mode=Mode(m["mode"]),
+        cards=cards,
+    )
 
 
 def _check_amount(currency: str, value: int | None, name: str, *, low: int = 1, high: int) -> None:
@@ -133,6 +182,7 @@ def validate_settings(
     now: datetime,
     *,
     previous: AutoReloadSettings | None = None,
+    backups: Sequence[PaymentMethod] = (),
 ) -> None:
     """The rules an owner's settings must meet; raises InvalidSettings naming the field.
 
@@ -142,6 +192,7 @@ def validate_settings(
     changes from ``previous``, so an owner with older settings can still swap a card.
     """
     bounds = currency_info(currency)
+    check_card_list(settings.payment_method_ids)
     if settings.mode not in tuple(Mode):
         raise InvalidSettings("mode must be 'fixed' or 'target'", field="mode")
     if settings.threshold is not None:
@@ -185,6 +236,14 @@ def validate_settings(
             f"{payment_method.exp_month:02d}/{payment_method.exp_year}; save a new card",
             field="payment_method_id",
         )
+    listed_now = previous is None or previous.payment_method_ids != settings.payment_method_ids
+    for backup in backups if listed_now else ():
+        if backup.is_expired(now):
+            raise InvalidSettings(
+                f"the backup {backup.brand} card ending {backup.last4} expired "
+                f"{backup.exp_month:02d}/{backup.exp_year}; save a new card or leave it out",
+                field="payment_method_ids",
+            )
 
 
 def missing_fields(
@@ -243,8 +302,16 @@ def merge_change(current: AutoReloadSettings, change: SettingsChange) -> AutoRel
         return old if new is UNSET else new
 
     enabled = current.enabled if change.enabled is None else change.enabled
-    payment_method_id = pick(change.payment_method_id, current.payment_method_id)
-    resumes = change.enabled is True or payment_method_id != current.payment_method_id
+    named = named_cards(change)
+    # Naming cards clears their skips; so does re-enabling (the owner asks to try again).
+    if named is not None:
+        cards = tuple(ReloadCard(pm) for pm in named)
+    elif change.enabled is True:
+        cards = tuple(ReloadCard(card.payment_method_id) for card in current.card_list)
+    else:
+        cards = current.card_list
+    payment_method_id = cards[0].payment_method_id if cards else None
+    resumes = change.enabled is True or (named is not None and cards != current.card_list)
     if not enabled:
         status = SettingsStatus.OFF
     elif current.status == SettingsStatus.SUSPENDED and not resumes:
@@ -264,15 +331,28 @@ def merge_change(current: AutoReloadSettings, change: SettingsChange) -> AutoRel
         daily_limit=pick(change.daily_limit, current.daily_limit),
         blocked_rail=None,
         blocked_until=None,
+        cards=cards,
     )
+
+
+def named_cards(change: SettingsChange) -> tuple[str, ...] | None:
+    """The ordered list of cards ``change`` names (None: it keeps the saved list)."""
+    ids: Any = change.payment_method_ids
+    one: Any = change.payment_method_id
+    if ids is not UNSET:
+        return tuple(ids)
+    if one is not UNSET:
+        return () if one is None else (one,)
+    return None
 
 
 def write_settings(tx: Tx, agency_id: str, settings: AutoReloadSettings) -> None:
     values = {**asdict(settings), "updated_at": tx.now}
-    stmt = dialect_insert(tx)(auto_reload_settings).values(
-        wallet_id=wallet_id_for(agency_id), **values
-    )
+    del values["cards"]
+    wallet_id = wallet_id_for(agency_id)
+    stmt = dialect_insert(tx)(auto_reload_settings).values(wallet_id=wallet_id, **values)
     tx.conn.execute(stmt.on_conflict_do_update(index_elements=["wallet_id"], set_=values))
+    write_cards(tx, wallet_id, settings.card_list)
     refresh_levels(tx, agency_id, settings)
 
 
@@ -315,6 +395,7 @@ def snapshot(settings: AutoReloadSettings, currency: str) -> dict[str, Any]:
         "reload_amount": amount(settings.reload_amount),
         "target_balance": amount(settings.target_balance),
         "payment_method_id": settings.payment_method_id,
+        "payment_method_ids": list(settings.payment_method_ids),
         "monthly_cap": amount(settings.monthly_cap),
         "daily_limit": settings.daily_limit,
     }

@@ -148,10 +148,14 @@ def count_rails(tx: Tx, agency_id: str, *, exclude_attempt_id: str | None = None
 # --- the hot path's half, in SQL ---------------------------------------------------------
 
 _ENQUEUE = prepared(
-    "INSERT INTO reload_attempts (id, agency_id, wallet_id, trigger, status, amount, "
+    # Constant SQL: the only piece joined in is the partial index's literal predicate.
+    "INSERT INTO reload_attempts (id, agency_id, wallet_id, trigger, status, amount, "  # noqa: S608
     "currency, payment_method_id, idempotency_key, created_at, updated_at) "
     "SELECT {p}, {p}, s.wallet_id, 'auto', 'pending', COALESCE(s.reload_amount, {p}), "
-    "{p}, s.payment_method_id, {p}, {p}, {p} "
+    # The first card that is not skipped (the claim checks the card again).
+    "{p}, COALESCE((SELECT c.payment_method_id FROM auto_reload_cards c "
+    "WHERE c.wallet_id = s.wallet_id AND c.skipped_at IS NULL ORDER BY c.position LIMIT 1), "
+    "s.payment_method_id), {p}, {p}, {p} "
     "FROM auto_reload_settings s "
     "WHERE s.wallet_id = {p} AND s.status = 'active' AND s.payment_method_id IS NOT NULL "
     "AND s.threshold > {p} AND (s.blocked_until IS NULL OR s.blocked_until <= {p}) "

@@ -47,7 +47,9 @@ def explain_in(tx: Tx, policy: ReloadPolicy, agency_id: str) -> Explanation:
         raise NotFound(f"agency {agency_id} has no wallet")
     settings = get_settings(tx, agency_id, policy=policy)
     active = _active_auto_reload(tx, wallet_id)
-    card, removed = _card(tx, agency_id, settings.payment_method_id)
+    # The card the next reload would charge: the first that is not skipped.
+    first = settings.chargeable[0] if settings.chargeable else settings.payment_method_id
+    card, removed = _card(tx, agency_id, first)
     return explain(
         policy,
         settings,

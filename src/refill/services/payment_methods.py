@@ -7,20 +7,18 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from refill import audit
+from refill import audit, ledger
 from refill.cards import PaymentMethod, get_payment_method
 from refill.db.database import Database, Tx
 from refill.db.rows import record
-from refill.db.schema import (
-    agencies,
-    auto_reload_settings,
-    payment_methods,
-)
+from refill.db.schema import agencies, payment_methods
 from refill.errors import (
     Conflict,
 )
 from refill.gateway.base import CardSetup, PaymentGateway
-from refill.ids import new_id, wallet_id_for
+from refill.ids import new_id
+from refill.reload import chain
+from refill.reload import settings as reload_settings
 from refill.services.agencies import get_agency, load_agency
 from refill.services.pages import Page, paginate
 
@@ -132,20 +130,24 @@ def remove_payment_method(
     """Remove a card, then detach it at ``gateway`` (None: the gateway already did)."""
 
     def work(tx: Tx) -> PaymentMethod:
+        ledger.lock_wallet(tx, agency_id)  # the lock order of every settings change
         card = get_payment_method(tx, agency_id, payment_method_id)
-        in_use = tx.conn.execute(
-            select(auto_reload_settings.c.wallet_id).where(
-                auto_reload_settings.c.wallet_id == wallet_id_for(agency_id),
-                auto_reload_settings.c.payment_method_id == payment_method_id,
-                auto_reload_settings.c.enabled.is_(True),
+        settings = reload_settings.get_settings(tx, agency_id)
+        listed = settings.payment_method_ids
+        if payment_method_id in listed and settings.enabled:
+            place = (
+                "the primary card"
+                if listed[0] == payment_method_id
+                else f"backup card {listed.index(payment_method_id)} of {len(listed) - 1}"
             )
-        ).first()
-        if in_use is not None:
             raise Conflict(
-                "auto-reload uses this payment method; choose another one or turn auto-reload "
-                "off first",
+                f"auto-reload charges this card ({place} in the auto-reload cards); take it "
+                "out of that list, or turn auto-reload off, first",
                 code="payment_method_in_use",
+                list="auto_reload.payment_method_ids",
+                position=listed.index(payment_method_id),
             )
+        chain.drop_card(tx, agency_id, payment_method_id, actor=actor)  # off: unlisted
         tx.conn.execute(
             update(payment_methods)
             .where(payment_methods.c.id == payment_method_id)

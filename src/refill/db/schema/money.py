@@ -309,6 +309,23 @@ auto_reload_settings = Table(
     CheckConstraint("daily_limit > 0", name="daily_limit_positive"),
 )
 
+# The cards auto-reload charges, in order (position 0 is the primary, the settings'
+# ``payment_method_id``). The next card is charged only after a definitive decline of the one
+# before. A hard-declined card is skipped by later reloads until it is updated at the gateway
+# or named again by the owner.
+auto_reload_cards = Table(
+    "auto_reload_cards",
+    metadata,
+    Column("wallet_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("payment_method_id", String(40), ForeignKey("payment_methods.id"), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("skipped_at", UTCDateTime(), nullable=True),
+    # The decline that made it skipped (a Stripe decline code).
+    Column("skip_reason", String(64), nullable=True),
+    CheckConstraint("position >= 0", name="position_not_negative"),
+    UniqueConstraint("wallet_id", "position", name="uq_auto_reload_cards_position"),
+)
+
 reload_attempts = Table(
     "reload_attempts",
     metadata,
