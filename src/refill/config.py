@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     bench_routes: bool = False
     # Request bodies larger than this are refused (413) before they are read.
     max_body_bytes: int = 1024 * 1024
+    # ... except a usage batch (POST /v1/usage/batch, up to 1,000 events).
+    max_batch_body_bytes: int = 8 * 1024 * 1024
     # The server's key: webhook secrets and link tokens are derived from it (keyring.py).
     secret_key: SecretStr | None = None
     secret_key_file: Path = Path("refill.secret")

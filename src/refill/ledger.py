@@ -160,7 +160,7 @@ class WalletRow:
         )
 
 
-def _after_change(tx: SqlTx, agency_id: str, wallet: WalletRow, available_before: int) -> None:
+def after_change(tx: SqlTx, agency_id: str, wallet: WalletRow, available_before: int) -> None:
     """What the owner must be told (calls refused, possible again, credits low), in the
     same transaction as the change, from what its statement returned."""
     balance_events.after_posting(
@@ -181,7 +181,7 @@ def change_held(tx: SqlTx, *, agency_id: str, delta: int) -> WalletRow | None:
     if row is None:
         return None
     wallet = WalletRow.of(row)
-    _after_change(tx, agency_id, wallet, wallet.available + delta)
+    after_change(tx, agency_id, wallet, wallet.available + delta)
     return wallet
 
 
@@ -241,7 +241,7 @@ def _post(
     )
     if inserted is None:
         raise DuplicateReference(kind.value, reference)
-    _after_change(tx, agency_id, wallet, wallet.available - delta - release_held)
+    after_change(tx, agency_id, wallet, wallet.available - delta - release_held)
     transfer = Transfer(
         id=int(inserted[0]),
         agency_id=agency_id,

@@ -49,7 +49,11 @@ def create_app(refill: Refill) -> FastAPI:
     app.state.refill = refill
     install_error_handlers(app)
     # Innermost of the middleware: its refusals under /portal become pages on the way out.
-    app.add_middleware(RequestGuard, max_body_bytes=refill.settings.max_body_bytes)
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=refill.settings.max_body_bytes,
+        path_limits={"/v1/usage/batch": refill.settings.max_batch_body_bytes},
+    )
     for router in ROUTERS:
         app.include_router(router)
     install_portal(app, refill)

@@ -19,6 +19,7 @@ from refill.api import (
     reloads,
     subteams,
     usage,
+    usage_batch,
     wallet,
     webhook_endpoints,
 )
@@ -33,6 +34,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     insights.router,
     preview.router,
     explain.router,
+    usage_batch.router,  # before usage: /v1/usage/batch is its own route
     usage.router,
     holds.router,
     reloads.router,

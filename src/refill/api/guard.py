@@ -2,7 +2,8 @@
 
 A pure ASGI layer (no per-request objects on the hot path):
 
-- a body larger than ``max_body_bytes`` is refused with 413 ``request_too_large``: at once
+- a body larger than ``max_body_bytes`` (or the larger limit of a path in ``path_limits``,
+  e.g. the usage batch) is refused with 413 ``request_too_large``: at once
   when ``Content-Length`` says so, otherwise as soon as the bytes received pass the limit,
   so an anonymous client can never make the server hold a large body;
 - a NUL character in the path, the query, a header or a form body is refused with 422
@@ -42,9 +43,15 @@ def _nul_in_query(query: bytes) -> bool:
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.path_limits = path_limits or {}
+
+    def _limit(self, scope: Scope) -> int:
+        return self.path_limits.get(scope.get("path", ""), self.max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,13 +70,14 @@ class RequestGuard:
         for name, value in scope.get("headers", []):
             if b"\x00" in value:
                 return _nul(f"the {name.decode('latin-1')} header")
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                return _too_large(self.max_body_bytes)
+            limit = self._limit(scope)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                return _too_large(limit)
         return None
 
     def _guarded(self, scope: Scope, receive: Receive) -> Receive:
         """``receive`` that counts the body as it arrives (and looks for NUL in forms)."""
-        limit = self.max_body_bytes
+        limit = self._limit(scope)
         form = any(
             name == b"content-type" and value.startswith(b"application/x-www-form-urlencoded")
             for name, value in scope.get("headers", [])

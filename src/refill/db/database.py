@@ -175,6 +175,17 @@ class RawTx:
     def execute_raw(self, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         return _execute_on(self.sa_dialect, self.dbapi.cursor(), statement, params)
 
+    def fetch_raw(self, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Like ``execute_raw``, every row (a batch's set-based reads and writes)."""
+        cursor = self.dbapi.cursor()
+        try:
+            cursor.execute(statement, params)
+            return list(cursor.fetchall()) if cursor.description else []
+        except self.sa_dialect.loaded_dbapi.Error as exc:
+            raise driver_error(self.sa_dialect, statement, params, exc) from exc
+        finally:
+            cursor.close()
+
 
 def is_retryable(exc: BaseException) -> bool:
     """Errors caused by the database's own concurrency control, safe to run again."""

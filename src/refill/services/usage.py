@@ -34,37 +34,10 @@ def record_usage(
     without paused or limited subteams runs two statements (``ledger.post_usage``); else, or
     when that debit could not apply, the checked path runs in the same transaction.
     """
-    if amount <= 0:
-        raise ValidationFailed(
-            "amount must be more than zero", code="invalid_amount", field="amount"
-        )
-    reference = reference.strip()
-    if not reference or len(reference) > 255:
-        raise ValidationFailed("reference must be 1 to 255 characters", field="reference")
+    reference = checked_reference(amount, reference)
 
     def work(tx: RawTx) -> Transfer:
-        posted = None
-        if hold_id is not None:
-            posted = settling.settle(
-                tx,
-                agency_id=agency_id,
-                subteam_id=subteam_id,
-                hold_id=hold_id,
-                amount=amount,
-                reference=reference,
-                description=description,
-            )
-        if posted is None:
-            posted = ledger.post_usage(
-                tx,
-                agency_id=agency_id,
-                subteam_id=subteam_id,
-                amount=amount,
-                reference=reference,
-                description=description,
-            )
-        if posted is None:
-            posted = _checked_usage(tx, agency_id, subteam_id, amount, reference, description)
+        posted = apply_usage(tx, agency_id, subteam_id, amount, reference, description, hold_id)
         if posted.below_reload_level:
             trigger_auto_reload(
                 tx, agency_id=agency_id, available=posted.available, currency=posted.currency
@@ -84,15 +57,74 @@ def record_usage(
         )
         if original is None:
             raise exc from None
-        if original.amount + (original.uncovered or 0) != amount or (
-            original.subteam_id != subteam_id
+        if not same_usage(
+            original.amount + (original.uncovered or 0), original.subteam_id, amount, subteam_id
         ):
-            raise ReferenceConflict(
-                f"reference {reference!r} was already used for a different usage "
-                "(another amount or subteam)",
-                reference=reference,
-            ) from None
+            raise reference_conflict(reference) from None
         return original, False
+
+
+def checked_reference(amount: int, reference: str) -> str:
+    """What every usage event must be before anything is read: a positive amount and a
+    reference of 1 to 255 characters (stripped). 422 otherwise."""
+    if amount <= 0:
+        raise ValidationFailed(
+            "amount must be more than zero", code="invalid_amount", field="amount"
+        )
+    reference = reference.strip()
+    if not reference or len(reference) > 255:
+        raise ValidationFailed("reference must be 1 to 255 characters", field="reference")
+    return reference
+
+
+def same_usage(recorded: int, recorded_subteam: str | None, amount: int, subteam_id: str) -> bool:
+    """Whether a usage event repeats the recorded one of its reference (its whole cost,
+    uncovered part included, and its subteam); else the reference conflicts."""
+    return recorded == amount and recorded_subteam == subteam_id
+
+
+def reference_conflict(reference: str) -> ReferenceConflict:
+    return ReferenceConflict(
+        f"reference {reference!r} was already used for a different usage "
+        "(another amount or subteam)",
+        reference=reference,
+    )
+
+
+def apply_usage(
+    tx: RawTx,
+    agency_id: str,
+    subteam_id: str,
+    amount: int,
+    reference: str,
+    description: str | None,
+    hold_id: str | None,
+) -> Posted:
+    """One usage event in the caller's transaction, the trigger left to the caller: a hold
+    settled, else the two-statement debit, else the checked path. Raises its refusal."""
+    posted = None
+    if hold_id is not None:
+        posted = settling.settle(
+            tx,
+            agency_id=agency_id,
+            subteam_id=subteam_id,
+            hold_id=hold_id,
+            amount=amount,
+            reference=reference,
+            description=description,
+        )
+    if posted is None:
+        posted = ledger.post_usage(
+            tx,
+            agency_id=agency_id,
+            subteam_id=subteam_id,
+            amount=amount,
+            reference=reference,
+            description=description,
+        )
+    if posted is None:
+        posted = _checked_usage(tx, agency_id, subteam_id, amount, reference, description)
+    return posted
 
 
 def _checked_usage(
