@@ -243,7 +243,7 @@ def test_a_card_auto_reload_uses_cannot_be_removed_and_the_page_says_why(
     response = post(client, f"/portal/team/billing/payment-methods/{card.id}/remove", {})
 
     assert response.status_code == 409
-    assert "auto-reload uses this payment method" in response.text
+    assert "auto-reload charges this card (the primary card" in response.text
     assert len(services.list_payment_methods(refill.db, agency_id=owner.id).data) == 1
 
 

@@ -43,7 +43,11 @@ def measure_http_usage(
     clients: int,
     rounds: int,
     tick: Callable[[], None],
-) -> tuple[Measurement, Measurement]:
+    batch_sizes: tuple[int, ...] = (),
+) -> dict[str, Measurement]:
+    """Requests per second of each target, in interleaved rounds on one server: ``refill``
+    (POST /v1/usage), ``baseline`` (the bare route) and ``batch-N`` (POST /v1/usage/batch
+    with N events; its ops are requests)."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "REFILL_DATABASE_URL": database_url, "REFILL_BENCH_ROUTES": "1"}
@@ -56,10 +60,10 @@ def measure_http_usage(
     )
     try:
         _wait_ready(base, server)
-        mine: list[Measurement] = []
-        theirs: list[Measurement] = []
+        targets = ["refill", "baseline", *(f"batch-{n}" for n in batch_sizes)]
+        measured: dict[str, list[Measurement]] = {t: [] for t in targets}
         for r in range(rounds):
-            for target, into in (("refill", mine), ("baseline", theirs)):
+            for target, into in measured.items():
                 into.append(
                     _load(
                         base,
@@ -73,7 +77,7 @@ def measure_http_usage(
                     )
                 )
             tick()
-        return merge(mine), merge(theirs)
+        return {target: merge(parts) for target, parts in measured.items()}
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -121,8 +125,9 @@ def _load(base: str, target: str, **kwargs: Any) -> Measurement:
 
 async def _run_load(base: str, target: str, options: dict[str, Any]) -> dict[str, Any]:
     seconds, clients, tag = options["seconds"], options["clients"], options["tag"]
-    if target == "refill":
-        path = "/v1/usage"
+    size = int(target.split("-")[1]) if target.startswith("batch-") else 0
+    if target == "refill" or size:
+        path = "/v1/usage/batch" if size else "/v1/usage"
         headers = {"Authorization": f"Bearer {options['api_key']}"}
     else:
         path = "/bench/baseline-usage"
@@ -141,15 +146,18 @@ async def _run_load(base: str, target: str, options: dict[str, Any]) -> dict[str
                 start = time.perf_counter()
                 if start >= stop_at:
                     return
-                body = {
+                body: dict[str, Any] = {
                     "subteam_id": options["subteam_id"],
                     "amount": "0.10",
                     "reference": f"{tag}-{n}-{i}",
                 }
-                if target != "refill":
+                if size:
+                    events = [{**body, "reference": f"{tag}-{n}-{i}-{k}"} for k in range(size)]
+                    body = {"events": events}
+                elif target != "refill":
                     body["agency_id"] = options["agency_id"]
                 response = await client.post(path, json=body)
-                if response.status_code >= 300:
+                if response.status_code >= 300 or (size and not _all_created(response)):
                     errors += 1
                     continue
                 latencies.append((time.perf_counter() - start) * 1000)
@@ -160,10 +168,14 @@ async def _run_load(base: str, target: str, options: dict[str, Any]) -> dict[str
     return {"ops": len(latencies), "seconds": elapsed, "latencies_ms": latencies, "errors": errors}
 
 
+def _all_created(response: httpx.Response) -> bool:
+    return all(r["status"] == "created" for r in response.json()["results"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Refill HTTP load process (loopback only).")
     parser.add_argument("--base", required=True)
-    parser.add_argument("--target", choices=["refill", "baseline"], required=True)
+    parser.add_argument("--target", required=True, help="refill, baseline or batch-N")
     parser.add_argument("--options", required=True)
     args = parser.parse_args()
     if not args.base.startswith(("http://127.0.0.1:", "http://localhost:")):

@@ -25,8 +25,10 @@ from sqlalchemy import text
 
 from refill import services
 from refill.bench.baseline import BaselineInsufficient, BaselineSQL
+from refill.bench.batch import SIZES, measure_batches
 from refill.bench.fixtures import BenchAgency, RawPool, fill_history, make_agency
 from refill.bench.holds import measure_holds
+from refill.bench.http_scenario import measure_http
 from refill.bench.measure import (
     ROUNDS,
     Measurement,
@@ -79,10 +81,11 @@ class Bench:
                 for clients in self.config.clients:
                     self.usage_spread(refill, clients)
                 self.authorize(refill)
+                measure_batches(self, refill)
                 measure_holds(self, refill)
                 self.reload_latency(refill)
                 if self.config.http:
-                    self.http_usage(refill, url)
+                    measure_http(self, refill, url)
                 if self.config.webhooks:
                     self.webhooks(url)
                 self.history_scale(refill)
@@ -106,8 +109,9 @@ class Bench:
     def phases(config: BenchConfig) -> int:
         """How many progress ticks a run makes (for the progress bar)."""
         per_usage = ROUNDS * len(config.clients) * 4  # usage-hot, -spread, authorize-hold, settle
+        batches = ROUNDS * len(SIZES)
         http = ROUNDS if config.http else 0
-        return per_usage + ROUNDS + 1 + http + config.webhooks + len(config.history_sizes)
+        return per_usage + batches + ROUNDS + 1 + http + config.webhooks + len(config.history_sizes)
 
     @contextmanager
     def _database(self) -> Iterator[str]:
@@ -365,37 +369,6 @@ class Bench:
             note="usage commit -> credit commit, instant processing",
         )
         result.met = bool(latencies) and mine.percentile(99) < 100.0
-
-    def http_usage(self, refill: Refill, url: str) -> None:
-        from refill.bench.http_load import measure_http_usage
-
-        agency_key = services.create_agency(refill.db, name=f"http-{self.run_id}")
-        agency, key = agency_key
-        subteam = services.create_subteam(refill.db, agency_id=agency.id, name="line").id
-
-        services.grant_credits(
-            refill.db, agency_id=agency.id, amount=10**15, reference="bench-grant"
-        )
-        clients = max(self.config.clients)
-        mine, theirs = measure_http_usage(
-            url,
-            api_key=key.secret,
-            agency_id=agency.id,
-            subteam_id=subteam,
-            seconds=self.config.seconds,
-            clients=clients,
-            rounds=ROUNDS,
-            tick=self._tick("http-usage"),
-        )
-        self._record(
-            "http-usage",
-            clients,
-            mine,
-            theirs,
-            ">= 0.6 of bare route",
-            0.6,
-            note="separate load process, loopback, keep-alive",
-        )
 
     def webhooks(self, url: str) -> None:
         """Events to a local receiver: deliveries per second against plain POSTs to it, and

@@ -17,11 +17,11 @@ from refill import services
 from refill.errors import RefillError, ValidationFailed, refuse_all
 from refill.money import display_amount, format_amount, parse_typed_amount
 from refill.notify import words
-from refill.portal.common import FormState, PortalRefused, back, page
+from refill.portal.common import FormState, PortalRefused, back, page, plain
 from refill.portal.security import Signed, allowed_to_change
 from refill.portal.views import billing_context, card_name
-from refill.reload.settings import UNSET, SettingsChange, change_from_text
-from refill.reload.states import AttemptStatus
+from refill.reload.settings import UNSET, AutoReloadSettings, SettingsChange, change_from_text
+from refill.reload.states import AttemptStatus, SettingsStatus
 from refill.services.sessions import PortalSession
 from refill.webctx import Service
 
@@ -172,19 +172,40 @@ def _typed_amount(text: str, currency: str, name: str, wrong: list[RefillError])
         return None
 
 
-def auto_reload_change(fields: AutoReloadForm, currency: str) -> SettingsChange:
+def chosen_cards(chosen: str, saved: AutoReloadSettings | None) -> dict[str, Any]:
+    """The form's card select chooses the primary; the saved backups stay, in their order.
+
+    The saved primary chosen again names no list at all (the list stays as saved, skips
+    included); no card chosen is an empty list; ``saved`` None (a caller that has not read
+    the settings) makes the chosen card a list of one."""
+    if not chosen:
+        return {"payment_method_id": None}
+    if saved is None:
+        return {"payment_method_id": chosen}
+    if chosen == saved.payment_method_id:
+        return {}
+    backups = [pm for pm in saved.payment_method_ids if pm != chosen]
+    return {"payment_method_ids": [chosen, *backups]}
+
+
+def auto_reload_change(
+    fields: AutoReloadForm, currency: str, saved: AutoReloadSettings | None = None
+) -> SettingsChange:
     """The Auto Reload form as the owner typed it, as a settings change (every wrong
-    field named at once)."""
+    field named at once); ``saved``: the settings saved now (see ``chosen_cards``)."""
     typed = fields.model_dump()
     wrong: list[RefillError] = []
     # Every field is on the page with its saved value, so a blank optional field means
     # "none" (no monthly cap); a blank required one is named when auto-reload is on.
     given: dict[str, Any] = {"enabled": bool(fields.enabled), "mode": fields.mode or "fixed"}
+    if fields.enabled and saved is not None and saved.status == SettingsStatus.ACTIVE:
+        # Already on: not "turn it on again", which would clear the skipped cards' skips.
+        del given["enabled"]
     for name in ("threshold", "reload_amount", "target_balance", "monthly_cap"):
         value = _typed_amount(typed[name], currency, name, wrong)
         if value is not None or fields.enabled or name == "monthly_cap":
             given[name] = value
-    given["payment_method_id"] = fields.payment_method_id or None
+    given.update(chosen_cards(fields.payment_method_id, saved))
     if fields.daily_limit.strip():
         if fields.daily_limit.strip().isdigit():
             given["daily_limit"] = int(fields.daily_limit.strip())
@@ -211,7 +232,8 @@ def save_auto_reload(
 ) -> Response:
     allowed_to_change(session, csrf_token)
     form = typed_form(fields)
-    currency = services.get_agency(refill.db, session.agency_id).currency
+    wallet = services.get_wallet(refill.db, refill.policy, agency_id=session.agency_id)
+    currency = wallet.currency
     try:
         services.update_auto_reload(
             refill.db,
@@ -219,13 +241,78 @@ def save_auto_reload(
             refill.policy,
             agency_id=session.agency_id,
             currency=currency,
-            change=auto_reload_change(fields, currency),
+            change=auto_reload_change(fields, currency, wallet.auto_reload),
             actor=session.actor,
         )
     except RefillError as exc:
         form.refused(exc, "enabled")
         return render_billing(request, refill, session, status=422, forms={"auto_reload": form})
     return back(PAGE, "auto_reload_saved")
+
+
+ORDER_ACTIONS = ("up", "down", "add", "drop")
+
+
+def reordered(listed: tuple[str, ...], action: str, card: str, enabled: bool) -> tuple[str, ...]:
+    """Auto Reload's list after one of the page's buttons (the same list: nothing to do)."""
+    if action not in ORDER_ACTIONS:
+        raise ValidationFailed("choose move up, move down, add or take out", field="action")
+    if action == "add":
+        return listed if card in listed else (*listed, card)
+    if card not in listed:
+        raise ValidationFailed("that card is not in the Auto Reload list", field="action")
+    at = listed.index(card)
+    if action == "drop":
+        if enabled and len(listed) == 1:
+            raise ValidationFailed(
+                "Auto Reload is on and needs a card to charge: add another card first, or "
+                "turn Auto Reload off",
+                field="action",
+            )
+        return listed[:at] + listed[at + 1 :]
+    other = at - 1 if action == "up" else at + 1
+    if not 0 <= other < len(listed):
+        return listed  # already first (or last)
+    ids = list(listed)
+    ids[at], ids[other] = ids[other], ids[at]
+    return tuple(ids)
+
+
+@router.post("/team/billing/auto-reload/cards")
+def order_reload_cards(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    action: Annotated[str, Form()] = "",
+    payment_method_id: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    """The buttons of "Cards Auto Reload charges, in order": move a card up or down, add a
+    saved card as the last backup, take one out. The whole list is named again, so a
+    skipped card in it is tried again."""
+    allowed_to_change(session, csrf_token)
+    wallet = services.get_wallet(refill.db, refill.policy, agency_id=session.agency_id)
+    saved = wallet.auto_reload
+    try:
+        ids = reordered(saved.payment_method_ids, action, payment_method_id, saved.enabled)
+        if ids != saved.payment_method_ids:
+            services.update_auto_reload(
+                refill.db,
+                refill.gateway,
+                refill.policy,
+                agency_id=session.agency_id,
+                currency=wallet.currency,
+                change=SettingsChange(payment_method_ids=ids),
+                actor=session.actor,
+            )
+    except RefillError as exc:
+        if exc.status == 404:
+            raise PortalRefused(404, "There is no such card in this agency.") from None
+        form = FormState(message=f"The list was not changed: {plain(exc.message, 'action')}.")
+        return render_billing(
+            request, refill, session, status=exc.status, forms={"reload_cards": form}
+        )
+    return RedirectResponse(f"{PAGE}?notice=reload_cards_saved#reload-cards", status_code=303)
 
 
 @router.post("/team/billing/auto-reload/retry")

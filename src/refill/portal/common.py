@@ -24,6 +24,7 @@ NOTICES = {
     "credits_added": "Credits added.",
     "credits_waiting": "The bank asks you to authenticate this payment before it is credited.",
     "auto_reload_saved": "Auto Reload settings saved.",
+    "reload_cards_saved": "The order of the cards Auto Reload charges is saved.",
     "retrying_now": "Retried now: the outcome is below.",
     "payment_authenticated": "Payment authenticated: the credits are in the wallet.",
     "authentication_declined": "The payment was not authenticated, so nothing was charged.",

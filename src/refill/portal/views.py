@@ -19,6 +19,7 @@ from refill.money import display_amount, format_amount
 from refill.notify import words
 from refill.portal.common import NOTICES, FormState
 from refill.reload.attempt import ReloadAttempt
+from refill.reload.settings import MAX_CARDS, AutoReloadSettings
 from refill.reload.states import AttemptStatus, SettingsStatus
 from refill.services import forecast as forecasting
 from refill.services import history, members
@@ -27,7 +28,7 @@ from refill.services.history_filters import ReloadFilter, reload_filter
 from refill.services.sessions import PortalSession
 
 HISTORY_PAGE = 20
-FORMS = ("credits", "auto_reload", "card", "cards")
+FORMS = ("credits", "auto_reload", "card", "cards", "reload_cards")
 
 # Sandbox test cards, by what an owner would call them.
 SANDBOX_CARD_NAMES = {
@@ -61,6 +62,28 @@ def _api_query(query: dict[str, str]) -> dict[str, str]:
 
 def card_name(card: PaymentMethod) -> str:
     return f"{card.brand.title()} ending {card.last4}"
+
+
+def card_place(position: int) -> str:
+    """A card's place in Auto Reload's list, as the page names it."""
+    return "Primary" if position == 0 else f"Backup {position}"
+
+
+def reload_card_rows(settings: AutoReloadSettings, names: dict[str, str]) -> list[dict[str, Any]]:
+    """The cards Auto Reload charges, in order: each with its place and why it is skipped."""
+    listed = settings.card_list
+    return [
+        {
+            "id": card.payment_method_id,
+            "name": names.get(card.payment_method_id, "A removed card"),
+            "place": card_place(position),
+            "skipped": card.skipped,
+            "skip_words": words.decline(card.skip_reason) if card.skipped else "",
+            "first": position == 0,
+            "last": position == len(listed) - 1,
+        }
+        for position, card in enumerate(listed)
+    ]
 
 
 def added_notice(reload: ReloadAttempt, cards: dict[str, str]) -> str:
@@ -150,6 +173,7 @@ def billing_context(
     now = db.clock.now()
     settings = wallet.auto_reload
     cards = services.list_payment_methods(db, agency_id=session.agency_id, limit=100).data
+    listed = settings.payment_method_ids
     card_rows = [
         {
             "card": card,
@@ -157,6 +181,8 @@ def billing_context(
             # A card works to the end of its expiry month: flag the last 30 days of it.
             "expires_soon": not card.is_expired(now) and card.is_expired(now + timedelta(days=30)),
             "in_use": card.id == settings.payment_method_id,
+            # Its place in Auto Reload's list ("Primary", "Backup 1"), or None.
+            "place": card_place(listed.index(card.id)) if card.id in listed else None,
         }
         for card in cards
     ]
@@ -186,6 +212,8 @@ def billing_context(
         **_history(db, session.agency_id, cursor, shown),
         "situation": wallet.situation,
         "card_names": names,
+        "reload_cards": reload_card_rows(settings, names),
+        "max_cards": MAX_CARDS,
         "decline_words": words.decline,
         "stripe_js_url": refill.settings.stripe_js_url,
         "cursor": cursor,
