@@ -129,7 +129,9 @@ class _Plan:
                 results.append(refused(event.reference, exc))
                 continue
             results.append(None)
-            todo.append((i, replace(event, reference=reference)))
+            if reference != event.reference:  # stripped (replace only then: it is slow)
+                event = replace(event, reference=reference)
+            todo.append((i, event))
         return cls(results, todo)
 
     def done(self) -> list[EventResult]:
