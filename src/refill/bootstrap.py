@@ -19,6 +19,7 @@ from refill.notify.runner import NotificationRunner
 from refill.notify.webhooks import DeliveryConfig
 from refill.reload.policy import ReloadPolicy
 from refill.reload.trigger import NewReloadAttempt
+from refill.services.coalesce import UsageCoalescer
 from refill.worker import BackgroundWorker, ReloadProcessor
 
 log = logging.getLogger("refill")
@@ -36,6 +37,8 @@ class Refill:
     keyring: Keyring
     # Verifies /v1/webhooks/stripe; None when Stripe is not the gateway.
     webhooks: WebhookVerifier | None = None
+    # Single usage events for one wallet applied together (REFILL_COALESCE_USAGE).
+    coalescer: UsageCoalescer | None = None
 
     @property
     def url_rules(self) -> Rules:
@@ -140,4 +143,9 @@ def build(
             processor, threads=settings.reload_threads, poll_interval=settings.poll_interval_seconds
         )
         after_commit.listen(NewReloadAttempt, worker.on_new_attempt)
-    return Refill(settings, db, gateway, policy, processor, worker, notifier, keyring, webhooks)
+    coalescer = (
+        UsageCoalescer(db, backfill=settings.backfill_window) if settings.coalesce_usage else None
+    )
+    return Refill(
+        settings, db, gateway, policy, processor, worker, notifier, keyring, webhooks, coalescer
+    )

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from refill.notify.webhooks import DEFAULT_SCHEDULE
@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     # ... except a usage batch (POST /v1/usage/batch, up to 1,000 events).
     max_batch_body_bytes: int = 8 * 1024 * 1024
+    # Concurrent single usage events for one wallet are applied together (group commit).
+    coalesce_usage: bool = True
+    # How late usage may be reported with its occurred_at, in days.
+    usage_backfill_days: int = Field(default=7, ge=0, le=90)
+
+    @property
+    def backfill_window(self) -> timedelta:
+        return timedelta(days=self.usage_backfill_days)
+
     # The server's key: webhook secrets and link tokens are derived from it (keyring.py).
     secret_key: SecretStr | None = None
     secret_key_file: Path = Path("refill.secret")
@@ -62,6 +71,10 @@ class Settings(BaseSettings):
     webhook_retry_schedule_seconds: tuple[float, ...] = DEFAULT_SCHEDULE
     webhook_timeout_seconds: float = 10.0
     notify_threads: int = 4
+    # GET /metrics answers loopback clients, and others with `Authorization: Bearer <this>`.
+    metrics_token: SecretStr | None = None
+    # json: every log line one JSON object (time, level, logger, message, request_id).
+    log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="after")
     def _gateway_configured(self) -> Settings:

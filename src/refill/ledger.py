@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from refill.db.database import SqlTx, Tx, bind_time, prepared
+from refill.db.rows import record
 from refill.db.schema import accounts, transfers
 from refill.errors import InsufficientCredits, NotFound
 from refill.ids import system_account_id, wallet_id_for
@@ -61,6 +62,12 @@ class Transfer:
     created_at: datetime
     # Settling a hold: the part of the call's cost the wallet could not cover.
     uncovered: int | None = None
+    # When it happened: created_at, except usage reported late.
+    occurred_at: datetime | None = None
+
+    @property
+    def happened_at(self) -> datetime:
+        return self.occurred_at or self.created_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +118,8 @@ _MOVE = prepared(
 _INSERT_TRANSFER = prepared(
     "INSERT INTO transfers (agency_id, debit_account_id, credit_account_id, amount, kind, "
     "reference, subteam_id, description, metadata, wallet_balance_after, uncovered, "
-    "created_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) "
+    "created_at, occurred_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, "
+    "{p}, {p}) "
     "ON CONFLICT (agency_id, kind, reference) DO NOTHING RETURNING id"
 )
 # A subteam's usage finds the wallet through the subteam's row, in the same statement: an
@@ -200,6 +208,7 @@ def _post(
     via_subteam: bool = False,
     release_held: int = 0,
     uncovered: int | None = None,
+    occurred_at: datetime | None = None,
 ) -> Posted | None:
     """Change the wallet's balance by ``delta`` (never below what it holds) and write the
     transfer.
@@ -237,6 +246,7 @@ def _post(
             wallet.balance,
             uncovered,
             bind_time(tx.dialect, tx.now),
+            bind_time(tx.dialect, occurred_at or tx.now),
         ),
     )
     if inserted is None:
@@ -256,6 +266,7 @@ def _post(
         wallet_balance_after=wallet.balance,
         created_at=tx.now,
         uncovered=uncovered,
+        occurred_at=occurred_at or tx.now,
     )
     return Posted(transfer, wallet)
 
@@ -268,6 +279,7 @@ def post_usage(
     amount: int,
     reference: str,
     description: str | None,
+    occurred_at: datetime | None = None,
 ) -> Posted | None:
     """The hot path's debit: two statements, the subteam checked inside the first. None
     when it cannot apply as it is (no credits, unknown or archived subteam, or a wallet with
@@ -285,6 +297,7 @@ def post_usage(
         description=description,
         metadata=None,
         via_subteam=True,
+        occurred_at=occurred_at,
     )
 
 
@@ -301,6 +314,7 @@ def debit_wallet(
     metadata: dict[str, Any] | None = None,
     release_held: int = 0,
     uncovered: int | None = None,
+    occurred_at: datetime | None = None,
 ) -> Posted:
     """Move ``amount`` out of the agency's wallet, refusing to take it below the credits
     held for live calls (``release_held``: a hold this debit settles, released in the same
@@ -322,6 +336,7 @@ def debit_wallet(
         metadata=metadata,
         release_held=release_held,
         uncovered=uncovered,
+        occurred_at=occurred_at,
     )
     if posted is not None:
         return posted
@@ -376,21 +391,8 @@ def find_transfer(tx: Tx, *, agency_id: str, kind: TransferKind, reference: str)
 
 
 def transfer_from_row(row: Any) -> Transfer:
-    return Transfer(
-        id=row["id"],
-        agency_id=row["agency_id"],
-        debit_account_id=row["debit_account_id"],
-        credit_account_id=row["credit_account_id"],
-        amount=row["amount"],
-        kind=row["kind"],
-        reference=row["reference"],
-        subteam_id=row["subteam_id"],
-        description=row["description"],
-        metadata=json.loads(row["metadata"]) if row["metadata"] else None,
-        wallet_balance_after=row["wallet_balance_after"],
-        created_at=row["created_at"],
-        uncovered=row["uncovered"],
-    )
+    metadata = json.loads(row["metadata"]) if row["metadata"] else None
+    return record(Transfer, row, metadata=metadata)
 
 
 def wallet_balance(tx: Tx, agency_id: str) -> int:

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from refill.api.app import ROUTERS
 from refill.api.guard import RequestGuard
 from refill.api.problems import install_error_handlers, unexpected_problem
+from refill.api.request_id import RequestId
 from refill.apidocs import install_api_docs
 from refill.bootstrap import Refill
 from refill.portal.app import PREFIX, install_portal, unexpected_page
@@ -58,6 +59,8 @@ def create_app(refill: Refill) -> FastAPI:
         app.include_router(router)
     install_portal(app, refill)
     install_api_docs(app)
+    # Outermost of ours (added last): every answer, even a refusal, carries X-Request-Id.
+    app.add_middleware(RequestId)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -41,7 +41,9 @@ def test_the_owner_adds_a_backup_card_and_moves_it_up_to_be_the_primary(
     expect(page.get_by_role("button", name=f"Move up: {primary}")).to_have_count(0)
 
     page.get_by_role("button", name=f"Add as backup: {backup}").click()
-    expect(page.get_by_role("status")).to_have_text("Auto Reload settings saved.")
+    expect(page.get_by_role("status")).to_have_text(
+        "The order of the cards Auto Reload charges is saved."
+    )
     assert in_order(page) == [f"Primary {primary}", f"Backup 1 {backup}"]
     expect(page.get_by_test_id("card").filter(has_text=backup)).to_contain_text(
         "Backup 1 of Auto Reload: take it out of the list to remove it."

@@ -16,6 +16,8 @@ SCENARIOS = {
     "settle",
     "reload-latency",
     "http-usage",
+    "usage-batch",
+    "usage-batch-http",
     "webhooks",
     "history-scale",
 }

@@ -450,6 +450,7 @@ def test_the_transactions_csv_says_what_the_json_list_says_for_the_same_filters(
             "id": item["id"],
             "created_at": row["created_at"],
             "created_at_local": row["created_at_local"],
+            "occurred_at": item["occurred_at"],
             "kind": item["kind"],
             "amount": signed,
             "currency": "USD",

@@ -56,6 +56,10 @@ def twin(refill: Refill, name: str, *, limited: bool) -> Twin:
             actor="t",
         )
     services.grant_credits(db, agency_id=agency.id, amount=10 * DOLLAR, reference="start")
+    # Recorded before the batch: a reference the batch may repeat (duplicate) or misuse.
+    services.record_usage(
+        db, agency_id=agency.id, subteam_id=made["a"], amount=DOLLAR, reference="r0"
+    )
     return Twin(agency.id, made)
 
 
@@ -153,7 +157,7 @@ def test_duplicates_name_the_first_transfer_and_a_conflict_is_refused(plain: Ref
         ("created", None),
     ]
     assert outcome.results[1].transfer_id == outcome.results[0].transfer_id
-    assert outcome.balance == 8 * DOLLAR
+    assert outcome.balance == 7 * DOLLAR  # 10.00, less r0 (recorded before) and two 1.00 events
 
 
 def test_a_batch_that_crosses_the_threshold_starts_one_reload(db_url: str) -> None:

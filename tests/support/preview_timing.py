@@ -64,8 +64,9 @@ def main() -> None:
         tx.conn.execute(
             text(
                 "INSERT INTO transfers (agency_id, debit_account_id, credit_account_id, amount, "
-                "kind, reference, subteam_id, wallet_balance_after, created_at) VALUES "
-                "(:agency, :wallet, :revenue, 50000, 'usage', :reference, :subteam, 0, :at)"
+                "kind, reference, subteam_id, wallet_balance_after, created_at, occurred_at) "
+                "VALUES (:agency, :wallet, :revenue, 50000, 'usage', :reference, :subteam, 0, "
+                ":at, :at)"
             ).bindparams(),
             [{**r, "at": r["at"] if tx.dialect != "sqlite" else _naive(r["at"])} for r in rows],
         )

@@ -14,6 +14,7 @@ from refill.api import (
     inbound,
     insights,
     keys,
+    metrics,
     payment_methods,
     preview,
     reloads,
@@ -26,6 +27,7 @@ from refill.api import (
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
+    metrics.router,
     inbound.router,
     subteams.router,
     keys.router,

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+)
 from pydantic_core import PydanticCustomError
 
 from refill.audit import AuditEntry
@@ -122,6 +131,14 @@ class UsageCreate(Body):
         "with hold): the hold is released and the usage debited together, never refused while "
         "the hold is active; what the wallet cannot cover is recorded as uncovered. An expired "
         "or released hold settles as plain usage.",
+    )
+    occurred_at: AwareDatetime | None = Field(
+        default=None,
+        strict=False,
+        description="When the call happened, if it is reported late (ISO 8601 with an "
+        "offset): it lands on that day in usage charts, spend limits and history. Not in "
+        "the future, and at most REFILL_USAGE_BACKFILL_DAYS (7) days ago; the ledger's "
+        "created_at stays the time of recording.",
     )
 
 
@@ -313,6 +330,9 @@ class TransferOut(BaseModel):
         description="Usage settling a hold: the part of its cost the wallet could not cover.",
     )
     created_at: datetime
+    occurred_at: datetime = Field(
+        description="When it happened: created_at, except usage reported late."
+    )
 
     @classmethod
     def of(cls, t: Transfer, currency: str) -> TransferOut:
@@ -329,6 +349,7 @@ class TransferOut(BaseModel):
             description=t.description,
             uncovered=fmt(t.uncovered, currency),
             created_at=t.created_at,
+            occurred_at=t.happened_at,
         )
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from refill import services
+from refill import metrics, services
 from refill.api import schemas as s
 from refill.api.deps import Anyone, Service, for_subteam
 from refill.api.problems import problems
+from refill.errors import RefillError
 from refill.money import format_amount, parse_amount
 
 router = APIRouter(tags=["usage"], responses=problems(401, 403, 413, 422))
@@ -26,16 +27,35 @@ def record_usage(
     body: s.UsageCreate, p: Anyone, refill: Service, response: Response
 ) -> s.TransferOut:
     """Debit the parent wallet for a subteam's usage, exactly once per reference."""
-    for_subteam(p, body.subteam_id)
-    transfer, created = services.record_usage(
-        refill.db,
-        agency_id=p.agency_id,
-        subteam_id=body.subteam_id,
-        amount=parse_amount(body.amount),
-        reference=body.reference,
-        description=body.description,
-        hold_id=body.hold_id,
-    )
+    try:
+        for_subteam(p, body.subteam_id)
+        amount = parse_amount(body.amount)
+        if refill.coalescer is not None:  # applied with what else is queued for the wallet
+            transfer, created = refill.coalescer.record(
+                agency_id=p.agency_id,
+                subteam_id=body.subteam_id,
+                amount=amount,
+                reference=body.reference,
+                description=body.description,
+                hold_id=body.hold_id,
+                occurred_at=body.occurred_at,
+            )
+        else:
+            transfer, created = services.record_usage(
+                refill.db,
+                agency_id=p.agency_id,
+                subteam_id=body.subteam_id,
+                amount=amount,
+                reference=body.reference,
+                description=body.description,
+                hold_id=body.hold_id,
+                occurred_at=body.occurred_at,
+                backfill=refill.settings.backfill_window,
+            )
+    except RefillError as exc:
+        metrics.count_usage("single", refused_codes=(exc.code,))
+        raise
+    metrics.count_usage("single", created=int(created), duplicate=int(not created))
     if not created:
         response.status_code = 200
     return s.TransferOut.of(transfer, p.currency)

@@ -7,6 +7,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from refill import metrics
 from refill.api import schemas as s
 from refill.api.deps import Anyone, Service
 from refill.api.problems import problems
@@ -15,6 +16,7 @@ from refill.money import format_amount, parse_amount
 from refill.services.usage_batch import (
     MAX_EVENTS,
     EventResult,
+    EventStatus,
     UsageEvent,
     record_usage_batch,
     refused,
@@ -74,9 +76,21 @@ def record_usage_batch_route(body: UsageBatchCreate, p: Anyone, refill: Service)
                 reference=event.reference,
                 description=event.description,
                 hold_id=event.hold_id,
+                occurred_at=event.occurred_at,
             )
         )
-    outcome = record_usage_batch(refill.db, agency_id=p.agency_id, events=events)
+    outcome = record_usage_batch(
+        refill.db,
+        agency_id=p.agency_id,
+        events=events,
+        backfill=refill.settings.backfill_window,
+    )
+    metrics.count_usage(
+        "batch",
+        created=sum(r.status is EventStatus.CREATED for r in outcome.results),
+        duplicate=sum(r.status is EventStatus.DUPLICATE for r in outcome.results),
+        refused_codes=[r.code for r in outcome.results if r.code is not None],
+    )
     return UsageBatchOut(
         results=[
             UsageBatchResult(

@@ -44,8 +44,8 @@ class BaselineSQL:
         )
         self.transfer = (
             "INSERT INTO transfers (agency_id, debit_account_id, credit_account_id, amount, "  # noqa: S608  only the placeholder is put in
-            "kind, reference, subteam_id, wallet_balance_after, created_at) "
-            f"VALUES ({p}, {p}, {p}, {p}, 'usage', {p}, {p}, {p}, {p})"
+            "kind, reference, subteam_id, wallet_balance_after, created_at, occurred_at) "
+            f"VALUES ({p}, {p}, {p}, {p}, 'usage', {p}, {p}, {p}, {p}, {p})"
         )
         self.authorize = (
             "SELECT a.balance FROM subteams s JOIN accounts a ON a.id = s.wallet_id "  # noqa: S608  only the placeholder is put in
@@ -99,7 +99,17 @@ class BaselineSQL:
             created = now.replace(tzinfo=None) if self.dialect == "sqlite" else now
             cur.execute(
                 self.transfer,
-                (agency_id, wallet_id, revenue_id, amount, reference, subteam_id, row[0], created),
+                (
+                    agency_id,
+                    wallet_id,
+                    revenue_id,
+                    amount,
+                    reference,
+                    subteam_id,
+                    row[0],
+                    created,
+                    created,
+                ),
             )
             conn.commit()
             return int(row[0])
@@ -194,7 +204,17 @@ class BaselineSQL:
             cur.execute(self.subteam_held, (-held, subteam_id))
             cur.execute(
                 self.settled_transfer,
-                (agency_id, wallet_id, revenue_id, amount, reference, subteam_id, wallet[0], at),
+                (
+                    agency_id,
+                    wallet_id,
+                    revenue_id,
+                    amount,
+                    reference,
+                    subteam_id,
+                    wallet[0],
+                    at,
+                    at,
+                ),
             )
             transfer_id = int(cur.fetchone()[0])
             cur.execute(self.link_hold, (transfer_id, hold_id))

@@ -136,10 +136,10 @@ def fill_history(refill: Refill, agency: BenchAgency, count: int, *, start: int)
         tx.conn.execute(
             text(
                 "INSERT INTO transfers (agency_id, debit_account_id, credit_account_id, amount, "  # noqa: S608  a fixed query per dialect
-                "kind, reference, subteam_id, wallet_balance_after, created_at) "
+                "kind, reference, subteam_id, wallet_balance_after, created_at, occurred_at) "
                 f"SELECT :agency, :wallet, :revenue, 1, 'usage', 'h-' || CAST(x AS TEXT), "
                 ":subteam, "
-                f"1, :now FROM ({series}) AS s"
+                f"1, :now, :now FROM ({series}) AS s"
             ),
             {
                 "agency": agency.agency_id,

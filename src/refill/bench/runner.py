@@ -187,10 +187,16 @@ class Bench:
     ) -> tuple[Callable[[int, int], None], Callable[[int, int], None]]:
         revenue = system_account_id("usage_revenue", "USD")
 
+        # What POST /v1/usage runs: the coalescer when on (the default), else the single path.
+        record = (
+            refill.coalescer.record
+            if refill.coalescer
+            else partial(services.record_usage, refill.db)
+        )
+
         def refill_op(n: int, i: int) -> None:
             agency = agencies[(n * 7919 + i) % len(agencies)]
-            services.record_usage(
-                refill.db,
+            record(
                 agency_id=agency.agency_id,
                 subteam_id=agency.subteams[i % len(agency.subteams)],
                 amount=amount,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 import typer
@@ -19,6 +18,7 @@ from rich.markup import escape
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from refill import logs
 from refill.bootstrap import Refill, build
 from refill.config import Settings
 from refill.db.migrate import DatabaseBehind, check_up_to_date
@@ -30,10 +30,11 @@ FAILED = 1
 DATABASE_UNUSABLE = 2
 
 
-def logging_to_stderr(level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
-    )
+def logging_to_stderr(level: int = logging.INFO, settings: Settings | None = None) -> None:
+    """Log to stderr as REFILL_LOG_FORMAT says: text lines, or one JSON object a line."""
+    if settings is None:
+        settings = settings_from_env()
+    logs.setup(settings.log_format, level)
 
 
 def fail(message: str, *, code: int = FAILED) -> typer.Exit:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
 import socket
+import tempfile
 import threading
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +21,7 @@ from refill.cli.common import (
     open_service,
     settings_from_env,
 )
+from refill.config import Settings
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -32,18 +35,35 @@ def serve(
     worker: Annotated[
         bool, typer.Option(help="Run reloads in this process (off: leave them to `refill worker`).")
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes sharing HOST:PORT (PostgreSQL only; SQLite serves from one).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (and, by default, process reloads in the same process).
 
-    Exits 1 at once, before the database is touched, when HOST:PORT cannot be listened on.
+    Exits 1 at once, before the database is touched, when HOST:PORT cannot be listened on,
+    or when --workers asks for several processes on SQLite.
     """
     settings = settings_from_env()  # reading the configuration touches nothing
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        raise fail(
+            "SQLite serves from one process: run `refill serve` without --workers, or use "
+            "PostgreSQL (REFILL_DATABASE_URL=postgresql+psycopg://…) for several"
+        )
     refuse_unusable_address(host, port, demo=demo)
     import uvicorn
 
     from refill.web import create_app
 
-    logging_to_stderr()
+    logging_to_stderr(settings=settings)
+    if workers > 1:
+        serve_processes(settings, host=host, port=port, workers=workers, demo=demo, worker=worker)
+        return
     refill = open_service(settings, worker=worker)
     traffic = None
     if demo:
@@ -62,11 +82,78 @@ def serve(
         traffic = DemoTraffic(refill, seeded)
         traffic.start()
     try:
-        uvicorn.run(create_app(refill), host=host, port=port, log_level="info", access_log=False)
+        uvicorn.run(
+            create_app(refill),
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+            log_config=None,  # our handlers (REFILL_LOG_FORMAT) for uvicorn's lines too
+        )
     finally:
         if traffic is not None:
             traffic.stop()
         refill.db.dispose()
+
+
+def serve_processes(
+    settings: Settings, *, host: str, port: int, workers: int, demo: bool, worker: bool
+) -> None:
+    """``workers`` server processes on one socket (uvicorn's supervisor), each with its
+    own pool, reload worker and delivery threads: every claim (a reload attempt, a
+    webhook delivery, an e-mail) is a conditional update with a lease, so the processes
+    share the work safely. Metrics are summed across them (prometheus-client's
+    multi-process mode). The demo's agency and traffic run in this supervising process."""
+    import uvicorn
+
+    opened = open_service(settings)  # refuses a missing or outdated database, once
+    traffic = None
+    if demo:
+        from refill.demo import DemoTraffic, seed_demo
+
+        seeded = seed_demo(opened)
+        console.print(f"[bold green]Refill demo[/bold green] on http://{host}:{port}")
+        console.print(f"  sign in:   {seeded.owner_email} / {seeded.owner_password}")
+        console.print(f"  owner key: {seeded.api_key}")
+        traffic = DemoTraffic(opened, seeded)
+        traffic.start()
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    scratch = None
+    if not metrics_dir:
+        scratch = tempfile.TemporaryDirectory(prefix="refill-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = scratch.name
+    os.environ[_RELOADS_IN_SERVER] = "1" if worker else "0"
+    console.print(f"Refill on http://{host}:{port}, {workers} server processes")
+    try:
+        uvicorn.run(
+            "refill.cli.server:app_of_a_server_process",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+            log_config=None,
+        )
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        opened.close()
+        if scratch is not None:
+            scratch.cleanup()
+
+
+_RELOADS_IN_SERVER = "REFILL_SERVE_RELOADS"
+
+
+def app_of_a_server_process() -> Any:
+    """One of ``serve --workers N``'s processes (uvicorn imports and calls this)."""
+    from refill.web import create_app
+
+    settings = settings_from_env()
+    logging_to_stderr(settings=settings)
+    reloads = os.environ.get(_RELOADS_IN_SERVER, "1") == "1"
+    return create_app(open_service(settings, worker=reloads))
 
 
 def refuse_unusable_address(host: str, port: int, *, demo: bool) -> None:

@@ -24,6 +24,7 @@ import httpx
 from sqlalchemy import func, literal, or_, select, update
 from standardwebhooks.webhooks import Webhook
 
+from refill import metrics
 from refill.db.database import Database, Tx
 from refill.db.schema import UTCDateTime, events, webhook_deliveries, webhook_endpoints
 from refill.keyring import Keyring
@@ -166,7 +167,8 @@ def post(config: DeliveryConfig, claimed: Claimed, now: datetime) -> Attempt:
     return Attempt(ok, response.status_code, None if ok else f"HTTP {response.status_code}")
 
 
-def _record(tx: Tx, config: DeliveryConfig, claimed: Claimed, attempt: Attempt) -> None:
+def _record(tx: Tx, config: DeliveryConfig, claimed: Claimed, attempt: Attempt) -> str:
+    """Record one delivery attempt; its outcome: succeeded, retrying or failed (for good)."""
     attempts = claimed.attempts + 1
     common = {
         "attempts": attempts,
@@ -187,7 +189,7 @@ def _record(tx: Tx, config: DeliveryConfig, claimed: Claimed, attempt: Attempt) 
             .where(endpoint.id == claimed.endpoint_id, endpoint.failing_since.is_not(None))
             .values(failing_since=None)
         )
-        return
+        return "succeeded"
     wait = config.schedule[attempts - 1] if attempts <= len(config.schedule) else None
     tx.conn.execute(
         update(webhook_deliveries)
@@ -206,6 +208,7 @@ def _record(tx: Tx, config: DeliveryConfig, claimed: Claimed, attempt: Attempt) 
         .returning(endpoint.failing_since, endpoint.enabled, endpoint.url)
     ).one()
     _disable_if_failing(tx, claimed, failing_since.failing_since, failing_since.enabled)
+    return "retrying" if wait is not None else "failed"
 
 
 def _jittered(seconds: float) -> timedelta:
@@ -248,7 +251,7 @@ def deliver(db: Database, config: DeliveryConfig, delivery_id: str) -> bool:
 def send(db: Database, config: DeliveryConfig, claimed: Claimed) -> bool:
     """POST a delivery this process holds the lease of, and record what happened."""
     attempt = post(config, claimed, db.clock.now())
-    db.write(lambda tx: _record(tx, config, claimed, attempt))
+    metrics.count_webhook(db.write(lambda tx: _record(tx, config, claimed, attempt)))
     if not attempt.ok:
         log.info("webhook %s to %s failed: %s", claimed.event_id, claimed.url, attempt.error)
     return True

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import or_, update
 
-from refill import ledger
+from refill import ledger, metrics
 from refill.db.database import Tx
 from refill.db.schema import reload_attempts
 from refill.errors import Conflict, NotFound
@@ -163,6 +163,7 @@ def _block(tx: Tx, attempt: ReloadAttempt, decision: Decision) -> None:
         until=decision.until,
         message=decision.message,
     )
+    metrics.count_reload(attempt.trigger, S.BLOCKED)
 
 
 def renew_leases(tx: Tx, attempt_ids: list[str], *, lease: timedelta) -> None:
@@ -251,6 +252,7 @@ def record_charge_outcome(
     else:
         _record_decline(tx, policy, attempt, result)
     updated = must_load(tx, attempt_id)
+    metrics.count_reload(updated.trigger, updated.status, tx.now - updated.created_at)
     return updated
 
 

@@ -383,15 +383,15 @@ def read_usage(tx: Tx, agency_id: str) -> WalletUsage:
     ).one()
     usage = (transfers.c.agency_id == agency_id) & (transfers.c.kind == "usage")
     first = tx.conn.execute(
-        select(transfers.c.created_at).where(usage).order_by(transfers.c.created_at).limit(1)
+        select(transfers.c.occurred_at).where(usage).order_by(transfers.c.occurred_at).limit(1)
     ).scalar()
     start = basis_start(end, first, zone)
     points: list[tuple[datetime, int]] = []
     if start is not None:
         quarter = quarter_hour(tx)
         rows = tx.conn.execute(
-            select(quarter, func.min(transfers.c.created_at), func.sum(transfers.c.amount))  # type: ignore[call-overload]
-            .where(usage, transfers.c.created_at >= start, transfers.c.created_at <= end)
+            select(quarter, func.min(transfers.c.occurred_at), func.sum(transfers.c.amount))  # type: ignore[call-overload]
+            .where(usage, transfers.c.occurred_at >= start, transfers.c.occurred_at <= end)
             .group_by(quarter)
         ).all()
         points = [(moment, int(amount)) for _, moment, amount in rows]

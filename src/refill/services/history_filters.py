@@ -37,7 +37,8 @@ _MOMENT_CHARACTERS = re.compile(r"[0-9A-Za-z:.,+\- ]+")
 
 @dataclass(frozen=True, slots=True)
 class TransferFilter:
-    """Transfers created in [since, until), of these kinds (any when empty), by a subteam."""
+    """Transfers that happened in [since, until) (``occurred_at``: usage reported late is
+    filed under when it happened), of these kinds (any when empty), by a subteam."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -46,7 +47,7 @@ class TransferFilter:
 
     def conditions(self) -> list[ColumnElement[bool]]:
         c = transfers.c
-        found = _window_conditions(c.created_at, self.since, self.until)
+        found = _window_conditions(c.occurred_at, self.since, self.until)
         if self.kinds:
             found.append(c.kind.in_([kind.value for kind in self.kinds]))
         if self.subteam_id is not None:

@@ -4,6 +4,8 @@ never past the subteam's limits (what cannot be covered is recorded as ``uncover
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from refill import ledger
 from refill.db.database import RawTx, bind_time, prepared
 from refill.errors import Conflict, NotFound
@@ -35,6 +37,7 @@ def settle(
     amount: int,
     reference: str,
     description: str | None,
+    occurred_at: datetime | None = None,
 ) -> Posted | None:
     """Settle a live call: release its hold and debit its usage, in this transaction.
 
@@ -74,6 +77,7 @@ def settle(
         description=description,
         release_held=held,
         uncovered=uncovered,
+        occurred_at=occurred_at,
     )
     spend.record_spend(tx, subteam_id, now.rules, now.period, spent=debit, held_delta=-held)
     tx.execute_raw(_LINK[tx.dialect], (posted.transfer.id, hold_id))

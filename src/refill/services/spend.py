@@ -129,6 +129,7 @@ class RulesNow:
     rules: SubteamRules
     period: Period | None  # only for a limited subteam: the rest need no date
     currency: str
+    zone: str = "UTC"
 
 
 def in_period(
@@ -153,7 +154,7 @@ def read_rules(tx: SqlTx, agency_id: str, subteam_id: str) -> RulesNow | None:
     if row is None:
         return None
     rules, period = in_period(tx, agency_id, subteam_id, rules_of(row[2:]), row[0])
-    return RulesNow(rules, period, row[1])
+    return RulesNow(rules, period, row[1], row[0] or "UTC")
 
 
 def limit_refusal(
@@ -229,8 +230,57 @@ def _limit_reached(
 
 _SPENT_SINCE = prepared(
     "SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE agency_id = {p} AND kind = 'usage' "
-    "AND subteam_id = {p} AND created_at >= {p}"
+    "AND subteam_id = {p} AND occurred_at >= {p}"
 )
+_SPENT_BETWEEN = prepared(
+    "SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE agency_id = {p} AND kind = 'usage' "
+    "AND subteam_id = {p} AND occurred_at >= {p} AND occurred_at < {p}"
+)
+_ADD_TO_MONTH = prepared(
+    "UPDATE subteams SET spent_month = spent_month + {p} WHERE id = {p} AND spend_month = {p}"
+)
+
+
+def past_day(now: RulesNow, occurred_at: datetime | None) -> Period | None:
+    """The agency-local day and month of usage reported late, when that day is over (None:
+    it is today's, or the subteam has no limit to count it against)."""
+    if occurred_at is None or now.period is None:
+        return None
+    then = Period.at(occurred_at, ZoneInfo(now.zone))
+    return then if then.day < now.period.day else None
+
+
+def past_limit_refusal(
+    tx: SqlTx,
+    *,
+    agency_id: str,
+    subteam_id: str,
+    rules: SubteamRules,
+    then: Period,
+    amount: int,
+    currency: str,
+) -> SubteamLimitReached | None:
+    """Usage reported late for a day that is over counts against that day's and month's
+    limits, as recorded in the ledger (live calls' held credits are today's, not then's)."""
+    spent = []
+    for start, end in ((then.day_starts, then.day_ends), (then.month_starts, then.month_ends)):
+        bounds = (bind_time(tx.dialect, start), bind_time(tx.dialect, end))
+        row = tx.execute_raw(_SPENT_BETWEEN[tx.dialect], (agency_id, subteam_id, *bounds))
+        spent.append(int(row[0]) if row else 0)
+    checks = (
+        ("daily", rules.daily_limit, spent[0], then.day_ends),
+        ("monthly", rules.monthly_limit, spent[1], then.month_ends),
+    )
+    for name, limit, used, resets_at in checks:
+        if limit is not None and used + amount > limit:
+            return _limit_reached(subteam_id, name, limit, used, 0, resets_at, currency)
+    return None
+
+
+def record_past_spend(tx: SqlTx, subteam_id: str, now: Period, then: Period, *, spent: int) -> None:
+    """A past day's usage moves this month's counter only, when it is this month's."""
+    if then.month == now.month:
+        tx.execute_raw(_ADD_TO_MONTH[tx.dialect], (spent, subteam_id, now.month))
 
 
 def count_from_ledger(

@@ -89,8 +89,8 @@ def quarter_hour(tx: Tx) -> object:
     """A transfer's quarter hour since the epoch, in this engine's SQL (the forecast
     groups by it too)."""
     if tx.dialect == "postgresql":
-        return func.floor(extract("epoch", transfers.c.created_at) / QUARTER)
-    return cast(func.strftime("%s", transfers.c.created_at), Integer) / QUARTER
+        return func.floor(extract("epoch", transfers.c.occurred_at) / QUARTER)
+    return cast(func.strftime("%s", transfers.c.occurred_at), Integer) / QUARTER
 
 
 def usage_series(
@@ -135,8 +135,8 @@ def usage_series(
                 transfers.c.agency_id == agency_id,
                 transfers.c.kind == "usage",
                 transfers.c.subteam_id == subteam_id,
-                transfers.c.created_at >= starts[0],
-                transfers.c.created_at < end,
+                transfers.c.occurred_at >= starts[0],
+                transfers.c.occurred_at < end,
             )
             .group_by(quarter)
         ).all()

@@ -159,14 +159,14 @@ def with_spend(tx: Tx, agency_id: str, teams: list[Subteam]) -> list[Subteam]:
         return teams
     period = Period.at(tx.now, agency_zone(tx, agency_id))
     today = func.sum(
-        case((transfers.c.created_at >= period.day_starts, transfers.c.amount), else_=0)
+        case((transfers.c.occurred_at >= period.day_starts, transfers.c.amount), else_=0)
     )
     rows = tx.conn.execute(
         select(transfers.c.subteam_id, today, func.sum(transfers.c.amount))
         .where(
             transfers.c.agency_id == agency_id,
             transfers.c.kind == "usage",
-            transfers.c.created_at >= period.month_starts,
+            transfers.c.occurred_at >= period.month_starts,
             transfers.c.subteam_id.in_([t.id for t in teams]),
         )
         .group_by(transfers.c.subteam_id)

@@ -3,6 +3,8 @@ reference (calls are authorized in ``services.holds``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy.exc import IntegrityError
 
 from refill import ledger
@@ -12,6 +14,11 @@ from refill.ledger import DuplicateReference, Posted, Transfer, TransferKind
 from refill.reload.trigger import trigger_auto_reload
 from refill.services import settling, spend
 from refill.services.subteams import archived_refusal
+
+# How late usage may be reported with its ``occurred_at`` (REFILL_USAGE_BACKFILL_DAYS), and
+# how far ahead of this server's clock a caller's clock may run.
+BACKFILL_WINDOW = timedelta(days=7)
+CLOCK_SKEW = timedelta(minutes=1)
 
 
 def record_usage(
@@ -23,6 +30,8 @@ def record_usage(
     reference: str,
     description: str | None = None,
     hold_id: str | None = None,
+    occurred_at: datetime | None = None,
+    backfill: timedelta = BACKFILL_WINDOW,
 ) -> tuple[Transfer, bool]:
     """Debit the parent wallet for a subteam's usage, exactly once per reference.
 
@@ -35,9 +44,12 @@ def record_usage(
     when that debit could not apply, the checked path runs in the same transaction.
     """
     reference = checked_reference(amount, reference)
+    occurred_at = checked_moment(occurred_at, db.clock.now(), backfill)
 
     def work(tx: RawTx) -> Transfer:
-        posted = apply_usage(tx, agency_id, subteam_id, amount, reference, description, hold_id)
+        posted = apply_usage(
+            tx, agency_id, subteam_id, amount, reference, description, hold_id, occurred_at
+        )
         if posted.below_reload_level:
             trigger_auto_reload(
                 tx, agency_id=agency_id, available=posted.available, currency=posted.currency
@@ -77,6 +89,29 @@ def checked_reference(amount: int, reference: str) -> str:
     return reference
 
 
+def checked_moment(
+    occurred_at: datetime | None, now: datetime, backfill: timedelta
+) -> datetime | None:
+    """When the usage happened (None: now): with a time zone, not in the future (a minute
+    of clock skew is taken as now), within ``backfill``. 422 ``invalid_occurred_at``."""
+    if occurred_at is None:
+        return None
+    if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
+        raise _bad_moment("occurred_at needs a time zone offset, e.g. 2026-12-01T10:00:00Z")
+    if occurred_at > now + CLOCK_SKEW:
+        raise _bad_moment("occurred_at is in the future")
+    if occurred_at < now - backfill:
+        raise _bad_moment(
+            f"occurred_at is more than {backfill.days} days ago: usage older than that cannot "
+            "be reported"
+        )
+    return min(occurred_at, now).astimezone(UTC)
+
+
+def _bad_moment(message: str) -> ValidationFailed:
+    return ValidationFailed(message, code="invalid_occurred_at", field="occurred_at")
+
+
 def same_usage(recorded: int, recorded_subteam: str | None, amount: int, subteam_id: str) -> bool:
     """Whether a usage event repeats the recorded one of its reference (its whole cost,
     uncovered part included, and its subteam); else the reference conflicts."""
@@ -99,6 +134,7 @@ def apply_usage(
     reference: str,
     description: str | None,
     hold_id: str | None,
+    occurred_at: datetime | None = None,
 ) -> Posted:
     """One usage event in the caller's transaction, the trigger left to the caller: a hold
     settled, else the two-statement debit, else the checked path. Raises its refusal."""
@@ -112,6 +148,7 @@ def apply_usage(
             amount=amount,
             reference=reference,
             description=description,
+            occurred_at=occurred_at,
         )
     if posted is None:
         posted = ledger.post_usage(
@@ -121,9 +158,12 @@ def apply_usage(
             amount=amount,
             reference=reference,
             description=description,
+            occurred_at=occurred_at,
         )
     if posted is None:
-        posted = _checked_usage(tx, agency_id, subteam_id, amount, reference, description)
+        posted = _checked_usage(
+            tx, agency_id, subteam_id, amount, reference, description, occurred_at
+        )
     return posted
 
 
@@ -134,10 +174,12 @@ def _checked_usage(
     amount: int,
     reference: str,
     description: str | None,
+    occurred_at: datetime | None = None,
 ) -> Posted:
     """The debit with the subteam's rules applied, under the wallet's lock: unknown (404),
     archived or paused (403), past a spend limit (402 ``subteam_limit_reached``), or not
-    enough available credits (402). A refusal raises, and the transaction writes nothing."""
+    enough available credits (402). A refusal raises, and the transaction writes nothing.
+    Usage reported late for a day that is over counts against that day's limits."""
     ledger.lock_wallet(tx, agency_id)
     now = spend.read_rules(tx, agency_id, subteam_id)
     if now is None:
@@ -146,9 +188,21 @@ def _checked_usage(
         raise archived_refusal(subteam_id)
     if now.rules.paused:
         raise spend.paused_refusal(subteam_id)
-    refusal = spend.limit_refusal(
-        subteam_id, now.rules, now.period, amount=amount, currency=now.currency
-    )
+    then = spend.past_day(now, occurred_at)
+    if then is not None:
+        refusal = spend.past_limit_refusal(
+            tx,
+            agency_id=agency_id,
+            subteam_id=subteam_id,
+            rules=now.rules,
+            then=then,
+            amount=amount,
+            currency=now.currency,
+        )
+    else:
+        refusal = spend.limit_refusal(
+            subteam_id, now.rules, now.period, amount=amount, currency=now.currency
+        )
     if refusal is not None:
         raise refusal
     posted = ledger.debit_wallet(
@@ -160,6 +214,10 @@ def _checked_usage(
         reference=reference,
         subteam_id=subteam_id,
         description=description,
+        occurred_at=occurred_at,
     )
-    spend.record_spend(tx, subteam_id, now.rules, now.period, spent=amount, held_delta=0)
+    if then is not None and now.period is not None:
+        spend.record_past_spend(tx, subteam_id, now.period, then, spent=amount)
+    else:
+        spend.record_spend(tx, subteam_id, now.rules, now.period, spent=amount, held_delta=0)
     return posted

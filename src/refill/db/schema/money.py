@@ -195,6 +195,10 @@ transfers = Table(
     # hold plus what was available), recorded instead of a negative balance (0009).
     Column("uncovered", BigInteger, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # When the movement happened: the recording time, except usage reported late (a
+    # backfill's ``occurred_at``, within a window), which lands on its own day in usage
+    # charts, spend limits and history filters (0011). The ledger's order stays by id.
+    Column("occurred_at", UTCDateTime(), nullable=False),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("uncovered > 0", name="uncovered_positive"),
     CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
@@ -213,6 +217,8 @@ transfers = Table(
 Index("ix_transfers_agency_newest", transfers.c.agency_id, transfers.c.id)
 # The billing page's balance chart: "the last transfer before hour H" is one seek (0004).
 Index("ix_transfers_agency_created", transfers.c.agency_id, transfers.c.created_at)
+# Usage over time (charts, burn rate, spend limits counted again): by when it happened.
+Index("ix_transfers_agency_occurred", transfers.c.agency_id, transfers.c.occurred_at)
 Index("ix_transfers_debit", transfers.c.debit_account_id, transfers.c.id)
 Index("ix_transfers_credit", transfers.c.credit_account_id, transfers.c.id)
 
