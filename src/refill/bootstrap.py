@@ -143,9 +143,10 @@ def build(
             processor, threads=settings.reload_threads, poll_interval=settings.poll_interval_seconds
         )
         after_commit.listen(NewReloadAttempt, worker.on_new_attempt)
-    coalescer = (
-        UsageCoalescer(db, backfill=settings.backfill_window) if settings.coalesce_usage else None
-    )
+    coalesce = settings.coalesce_usage
+    if coalesce is None:
+        coalesce = db.dialect == "postgresql"
+    coalescer = UsageCoalescer(db, backfill=settings.backfill_window) if coalesce else None
     return Refill(
         settings, db, gateway, policy, processor, worker, notifier, keyring, webhooks, coalescer
     )

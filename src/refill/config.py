@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     # ... except a usage batch (POST /v1/usage/batch, up to 1,000 events).
     max_batch_body_bytes: int = 8 * 1024 * 1024
     # Concurrent single usage events for one wallet are applied together (group commit).
-    coalesce_usage: bool = True
+    # None: on PostgreSQL, where a commit waits for the disk; off on SQLite, whose commits
+    # are cheap and whose one writer gains nothing from waiting in Python instead.
+    coalesce_usage: bool | None = None
     # How late usage may be reported with its occurred_at, in days.
     usage_backfill_days: int = Field(default=7, ge=0, le=90)
 

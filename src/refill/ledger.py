@@ -245,8 +245,8 @@ def _post(
             encoded,
             wallet.balance,
             uncovered,
-            bind_time(tx.dialect, tx.now),
-            bind_time(tx.dialect, occurred_at or tx.now),
+            now := bind_time(tx.dialect, tx.now),
+            now if occurred_at is None else bind_time(tx.dialect, occurred_at),
         ),
     )
     if inserted is None:

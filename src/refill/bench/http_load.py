@@ -44,6 +44,7 @@ def measure_http_usage(
     rounds: int,
     tick: Callable[[], None],
     batch_sizes: tuple[int, ...] = (),
+    processes: int = 1,
 ) -> dict[str, Measurement]:
     """Requests per second of each target, in interleaved rounds on one server: ``refill``
     (POST /v1/usage), ``baseline`` (the bare route) and ``batch-N`` (POST /v1/usage/batch
@@ -52,7 +53,10 @@ def measure_http_usage(
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "REFILL_DATABASE_URL": database_url, "REFILL_BENCH_ROUTES": "1"}
     server = subprocess.Popen(  # noqa: S603  our own refill serve
-        [sys.executable, "-m", "refill.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            *(sys.executable, "-m", "refill.cli", "serve", "--host", "127.0.0.1"),
+            *("--port", str(port), "--workers", str(processes)),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -42,3 +42,26 @@ def measure_http(bench: Bench, refill: Refill, url: str) -> None:
         note="separate load process, loopback, keep-alive",
     )
     record_http_batches(bench, measured, clients)
+    if refill.db.dialect != "postgresql":
+        return  # SQLite serves from one process
+    two = measure_http_usage(
+        url,
+        api_key=key.secret,
+        agency_id=agency.id,
+        subteam_id=subteam,
+        seconds=bench.config.seconds,
+        clients=clients,
+        rounds=ROUNDS,
+        tick=bench._tick("http-usage x2 processes"),
+        processes=2,
+    )
+    bench._record(
+        "http-usage-2proc",
+        clients,
+        two["refill"],
+        measured["refill"],
+        "report: 2 server processes vs 1",
+        None,
+        note="POST /v1/usage on `serve --workers 2` against one process; 2 cores shared "
+        "with the load process and PostgreSQL",
+    )

@@ -110,7 +110,8 @@ class Bench:
         """How many progress ticks a run makes (for the progress bar)."""
         per_usage = ROUNDS * len(config.clients) * 4  # usage-hot, -spread, authorize-hold, settle
         batches = ROUNDS * len(SIZES)
-        http = ROUNDS if config.http else 0
+        on_postgresql = (config.database_url or "").startswith("postgresql")
+        http = ROUNDS * (2 if on_postgresql else 1) if config.http else 0  # 1 and 2 processes
         return per_usage + batches + ROUNDS + 1 + http + config.webhooks + len(config.history_sizes)
 
     @contextmanager

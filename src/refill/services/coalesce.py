@@ -34,7 +34,7 @@ MAX_GROUP = 100
 @dataclass(eq=False)
 class _Request:
     event: UsageEvent
-    woken: threading.Event = field(default_factory=threading.Event)
+    woken: threading.Event | None = None  # made only for a request that has to wait
     lead: bool = False  # woken to lead the next group
     answer: tuple[Transfer, bool] | None = None
     error: BaseException | None = None
@@ -76,7 +76,9 @@ class UsageCoalescer:
             wallet.queue.append(me)
             leads = not wallet.busy
             wallet.busy = True
-        if not leads:
+            if not leads:
+                me.woken = threading.Event()
+        if me.woken is not None:
             me.woken.wait()
         if leads or me.lead:
             self._lead(agency_id, wallet)
@@ -115,8 +117,9 @@ class UsageCoalescer:
                 else:
                     wallet.busy = False
             for request in group:
-                request.woken.set()
-            if successor is not None:
+                if request.woken is not None:
+                    request.woken.set()
+            if successor is not None and successor.woken is not None:
                 successor.woken.set()
 
     def _alone(self, agency_id: str, request: _Request) -> None:
