@@ -19,7 +19,7 @@ from refill.notify.runner import NotificationRunner
 from refill.notify.webhooks import DeliveryConfig
 from refill.reload.policy import ReloadPolicy
 from refill.reload.trigger import NewReloadAttempt
-from refill.services.coalesce import UsageCoalescer
+from refill.services.coalesce import DirectUsage, UsageCoalescer
 from refill.worker import BackgroundWorker, ReloadProcessor
 
 log = logging.getLogger("refill")
@@ -37,8 +37,9 @@ class Refill:
     keyring: Keyring
     # Verifies /v1/webhooks/stripe; None when Stripe is not the gateway.
     webhooks: WebhookVerifier | None = None
-    # Single usage events for one wallet applied together (REFILL_COALESCE_USAGE).
-    coalescer: UsageCoalescer | None = None
+    # Records single usage events: applied together per wallet (REFILL_COALESCE_USAGE), or
+    # one by one.
+    usage: DirectUsage | None = None
 
     @property
     def url_rules(self) -> Rules:
@@ -146,7 +147,7 @@ def build(
     coalesce = settings.coalesce_usage
     if coalesce is None:
         coalesce = db.dialect == "postgresql"
-    coalescer = UsageCoalescer(db, backfill=settings.backfill_window) if coalesce else None
+    usage = (UsageCoalescer if coalesce else DirectUsage)(db, backfill=settings.backfill_window)
     return Refill(
-        settings, db, gateway, policy, processor, worker, notifier, keyring, webhooks, coalescer
+        settings, db, gateway, policy, processor, worker, notifier, keyring, webhooks, usage
     )

@@ -47,8 +47,8 @@ def test_concurrent_single_events_get_their_own_answers_and_form_groups(
     services.record_usage(
         db, agency_id=agency.id, subteam_id=subteam, amount=DOLLAR, reference="before"
     )
-    coalescer = service.coalescer
-    assert coalescer is not None
+    coalescer = service.usage
+    assert isinstance(coalescer, UsageCoalescer)
     answers: dict[tuple[int, int], tuple[str, str | None]] = {}
     start = threading.Barrier(THREADS)
 
@@ -102,8 +102,8 @@ def test_a_lone_event_takes_the_single_path(service: Refill) -> None:
     agency, _ = services.create_agency(db, name="Alone")
     subteam = services.create_subteam(db, agency_id=agency.id, name="line").id
     services.grant_credits(db, agency_id=agency.id, amount=10 * DOLLAR, reference="start")
-    coalescer = service.coalescer
-    assert coalescer is not None
+    coalescer = service.usage
+    assert isinstance(coalescer, UsageCoalescer)
     transfer, created = coalescer.record(
         agency_id=agency.id, subteam_id=subteam, amount=DOLLAR, reference=" padded "
     )

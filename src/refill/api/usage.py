@@ -10,6 +10,7 @@ from refill.api.deps import Anyone, Service, for_subteam
 from refill.api.problems import problems
 from refill.errors import RefillError
 from refill.money import format_amount, parse_amount
+from refill.services.coalesce import DirectUsage
 
 router = APIRouter(tags=["usage"], responses=problems(401, 403, 413, 422))
 
@@ -29,29 +30,17 @@ def record_usage(
     """Debit the parent wallet for a subteam's usage, exactly once per reference."""
     try:
         for_subteam(p, body.subteam_id)
-        amount = parse_amount(body.amount)
-        if refill.coalescer is not None:  # applied with what else is queued for the wallet
-            transfer, created = refill.coalescer.record(
-                agency_id=p.agency_id,
-                subteam_id=body.subteam_id,
-                amount=amount,
-                reference=body.reference,
-                description=body.description,
-                hold_id=body.hold_id,
-                occurred_at=body.occurred_at,
-            )
-        else:
-            transfer, created = services.record_usage(
-                refill.db,
-                agency_id=p.agency_id,
-                subteam_id=body.subteam_id,
-                amount=amount,
-                reference=body.reference,
-                description=body.description,
-                hold_id=body.hold_id,
-                occurred_at=body.occurred_at,
-                backfill=refill.settings.backfill_window,
-            )
+        # Applied with what else is queued for the wallet, when coalescing is on.
+        usage = refill.usage or DirectUsage(refill.db, backfill=refill.settings.backfill_window)
+        transfer, created = usage.record(
+            agency_id=p.agency_id,
+            subteam_id=body.subteam_id,
+            amount=parse_amount(body.amount),
+            reference=body.reference,
+            description=body.description,
+            hold_id=body.hold_id,
+            occurred_at=body.occurred_at,
+        )
     except RefillError as exc:
         metrics.count_usage("single", refused_codes=(exc.code,))
         raise

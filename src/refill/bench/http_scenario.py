@@ -4,6 +4,7 @@ POST /v1/usage)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from refill import services
@@ -21,7 +22,8 @@ def measure_http(bench: Bench, refill: Refill, url: str) -> None:
     subteam = services.create_subteam(refill.db, agency_id=agency.id, name="line").id
     services.grant_credits(refill.db, agency_id=agency.id, amount=10**15, reference="bench-grant")
     clients = max(bench.config.clients)
-    measured = measure_http_usage(
+    measure = partial(
+        measure_http_usage,
         url,
         api_key=key.secret,
         agency_id=agency.id,
@@ -29,9 +31,8 @@ def measure_http(bench: Bench, refill: Refill, url: str) -> None:
         seconds=bench.config.seconds,
         clients=clients,
         rounds=ROUNDS,
-        tick=bench._tick("http-usage"),
-        batch_sizes=SIZES,
     )
+    measured = measure(tick=bench._tick("http-usage"), batch_sizes=SIZES)
     bench._record(
         "http-usage",
         clients,
@@ -44,17 +45,7 @@ def measure_http(bench: Bench, refill: Refill, url: str) -> None:
     record_http_batches(bench, measured, clients)
     if refill.db.dialect != "postgresql":
         return  # SQLite serves from one process
-    two = measure_http_usage(
-        url,
-        api_key=key.secret,
-        agency_id=agency.id,
-        subteam_id=subteam,
-        seconds=bench.config.seconds,
-        clients=clients,
-        rounds=ROUNDS,
-        tick=bench._tick("http-usage x2 processes"),
-        processes=2,
-    )
+    two = measure(tick=bench._tick("http-usage x2 processes"), processes=2)
     bench._record(
         "http-usage-2proc",
         clients,

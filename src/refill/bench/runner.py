@@ -42,6 +42,7 @@ from refill.config import Settings
 from refill.db.database import create_db_engine
 from refill.db.migrate import upgrade
 from refill.ids import system_account_id
+from refill.services.coalesce import DirectUsage
 
 MAX_LATENCY_SAMPLES = 500
 
@@ -188,12 +189,8 @@ class Bench:
     ) -> tuple[Callable[[int, int], None], Callable[[int, int], None]]:
         revenue = system_account_id("usage_revenue", "USD")
 
-        # What POST /v1/usage runs: the coalescer when on (the default), else the single path.
-        record = (
-            refill.coalescer.record
-            if refill.coalescer
-            else partial(services.record_usage, refill.db)
-        )
+        # What POST /v1/usage runs: the coalescer when on (PostgreSQL), else the single path.
+        record = (refill.usage or DirectUsage(refill.db)).record
 
         def refill_op(n: int, i: int) -> None:
             agency = agencies[(n * 7919 + i) % len(agencies)]

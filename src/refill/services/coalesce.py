@@ -47,10 +47,40 @@ class _Wallet:
     busy: bool = False  # a group of this wallet is being applied
 
 
-class UsageCoalescer:
+class DirectUsage:
+    """The single path with the same ``record`` as the coalescer (coalescing off)."""
+
     def __init__(self, db: Database, *, backfill: timedelta = BACKFILL_WINDOW) -> None:
         self.db = db
         self.backfill = backfill
+
+    def record(
+        self,
+        *,
+        agency_id: str,
+        subteam_id: str,
+        amount: int,
+        reference: str,
+        description: str | None = None,
+        hold_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> tuple[Transfer, bool]:
+        return record_usage(
+            self.db,
+            agency_id=agency_id,
+            subteam_id=subteam_id,
+            amount=amount,
+            reference=reference,
+            description=description,
+            hold_id=hold_id,
+            occurred_at=occurred_at,
+            backfill=self.backfill,
+        )
+
+
+class UsageCoalescer(DirectUsage):
+    def __init__(self, db: Database, *, backfill: timedelta = BACKFILL_WINDOW) -> None:
+        super().__init__(db, backfill=backfill)
         self._wallets: dict[str, _Wallet] = {}
         self._lock = threading.Lock()
         self.groups = 0  # groups of more than one event applied (for the benchmark's notes)
@@ -126,8 +156,8 @@ class UsageCoalescer:
         """One event: the single path's own two statements, no batch machinery."""
         e = request.event
         try:
-            request.answer = record_usage(
-                self.db,
+            request.answer = DirectUsage.record(
+                self,
                 agency_id=agency_id,
                 subteam_id=e.subteam_id,
                 amount=e.amount,
@@ -135,7 +165,6 @@ class UsageCoalescer:
                 description=e.description,
                 hold_id=e.hold_id,
                 occurred_at=e.occurred_at,
-                backfill=self.backfill,
             )
         except Exception as exc:
             request.error = exc
