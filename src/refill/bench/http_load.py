@@ -77,7 +77,7 @@ def measure_http_usage(
                         subteam_id=subteam_id,
                         seconds=seconds / rounds,
                         clients=clients,
-                        tag=f"{target}-{r}",
+                        tag=f"{target}-p{processes}-{r}",
                     )
                 )
             tick()
