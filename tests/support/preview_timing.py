@@ -42,10 +42,13 @@ def main() -> None:
     engine = create_db_engine(url)
     upgrade(engine)
     engine.dispose()
-    refill = build(Settings(database_url=url), clock=FrozenClock(NOW), in_process_worker=False)
+    # The wallet opens before the 30 days replayed (a backtest starts no earlier).
+    clock = FrozenClock(NOW - timedelta(days=31))
+    refill = build(Settings(database_url=url), clock=clock, in_process_worker=False)
     agency, _ = services.create_agency(refill.db, name="Busy Agency")
     subteam = services.create_subteam(refill.db, agency_id=agency.id, name="Calls")
     services.grant_credits(refill.db, agency_id=agency.id, amount=10**6 * USD, reference="g")
+    clock.set(NOW)
     step = timedelta(days=30) / args.events
     first = NOW - timedelta(days=30)
 
