@@ -109,6 +109,13 @@ def test_re_enabling_clears_every_skip() -> None:
     assert merged.status is SettingsStatus.ACTIVE
 
 
+def test_enabled_true_while_active_keeps_the_skips() -> None:
+    current = listed(("a", "lost_card"), "b")
+    merged = merge_change(current, SettingsChange(enabled=True))
+    assert merged.card_list == current.card_list
+    assert merged.chargeable == ("b",)
+
+
 def test_payment_method_id_replaces_the_whole_list_with_one_card() -> None:
     merged = merge_change(listed("a", "b"), SettingsChange(payment_method_id="b"))
     assert merged.payment_method_ids == ("b",)

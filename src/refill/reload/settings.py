@@ -303,10 +303,11 @@ def merge_change(current: AutoReloadSettings, change: SettingsChange) -> AutoRel
 
     enabled = current.enabled if change.enabled is None else change.enabled
     named = named_cards(change)
-    # Naming cards clears their skips; so does re-enabling (the owner asks to try again).
+    # Naming cards clears their skips; so does switching auto-reload on again from off or
+    # suspended (the owner asks to try again); `enabled: true` while active changes nothing.
     if named is not None:
         cards = tuple(ReloadCard(pm) for pm in named)
-    elif change.enabled is True:
+    elif change.enabled is True and current.status is not SettingsStatus.ACTIVE:
         cards = tuple(ReloadCard(card.payment_method_id) for card in current.card_list)
     else:
         cards = current.card_list
