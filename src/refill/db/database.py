@@ -16,7 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -69,8 +69,8 @@ def prepared(template: str) -> dict[str, str]:
 def bind_time(dialect: str, moment: datetime) -> Any:
     """An aware datetime as raw SQL binds it: SQLite gets the text SQLAlchemy's DateTime
     type writes (and compares correctly as text), PostgreSQL a timestamptz."""
-    if dialect == "sqlite":
-        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if dialect == "sqlite":  # "YYYY-MM-DD HH:MM:SS.ffffff" (isoformat: a fifth of strftime)
+        return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     return moment
 
 
@@ -267,7 +267,8 @@ class SqliteWriteGate:
                 self._open.set()
 
     def wait_turn(self) -> None:
-        self._open.wait()
+        if not self._open.is_set():  # a plain read while open (the usual case)
+            self._open.wait()
 
 
 class Database:
@@ -301,17 +302,19 @@ class Database:
             with conn.begin():
                 yield Tx(conn=conn, now=self.clock.now(), clock=self.clock)
 
-    @contextmanager
-    def _raw_transaction(self, *, write: bool) -> Iterator[RawTx]:
+    def _raw_once(self, work: Callable[[RawTx], T], *, write: bool) -> tuple[RawTx, T]:
+        """One try of ``work`` on a bare driver connection: explicit BEGIN (SQLite) and
+        COMMIT, rolled back on any error. Plain code, not a context manager: on the hot
+        path the generator's cost was measurable."""
         dialect = self.engine.dialect
         if write and self._gate is not None:
             self._gate.wait_turn()
         dbapi = self.engine.raw_connection()
         try:
+            tx = RawTx(dbapi=dbapi, sa_dialect=dialect, now=self.clock.now(), clock=self.clock)
             if dialect.name == "sqlite":
-                begin = "BEGIN IMMEDIATE" if write else "BEGIN"
-                _execute_on(dialect, dbapi.cursor(), begin, ())
-            yield RawTx(dbapi=dbapi, sa_dialect=dialect, now=self.clock.now(), clock=self.clock)
+                _execute_on(dialect, dbapi.cursor(), "BEGIN IMMEDIATE" if write else "BEGIN", ())
+            result = work(tx)
             try:
                 dbapi.commit()
             except dialect.loaded_dbapi.Error as exc:
@@ -321,14 +324,16 @@ class Database:
             raise
         finally:
             dbapi.close()  # back to the pool
+        return tx, result
 
-    def _run(
-        self, work: Callable[[TxT], T], opener: Callable[[], AbstractContextManager[TxT]]
-    ) -> T:
+    def _in_transaction(self, work: Callable[[Tx], T], *, write: bool) -> tuple[Tx, T]:
+        with self._transaction(write=write) as tx:
+            return tx, work(tx)
+
+    def _run(self, once: Callable[[], tuple[Tx | RawTx, T]]) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                with opener() as tx:
-                    result = work(tx)
+                tx, result = once()
             except DBAPIError as exc:
                 if attempt == MAX_ATTEMPTS or not is_retryable(exc):
                     raise
@@ -344,16 +349,16 @@ class Database:
 
     def write(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in a write transaction, retrying on the database's own lock errors."""
-        return self._run(work, partial(self._transaction, write=True))
+        return self._run(partial(self._in_transaction, work, write=True))
 
     def read(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in a read transaction (on SQLite, one that does not lock writers out)."""
-        return self._run(work, partial(self._transaction, write=False))
+        return self._run(partial(self._in_transaction, work, write=False))
 
     def write_raw(self, work: Callable[[RawTx], T]) -> T:
         """Like ``write``, on a bare driver connection: for the hot path's prepared SQL."""
-        return self._run(work, partial(self._raw_transaction, write=True))
+        return self._run(partial(self._raw_once, work, write=True))
 
     def read_raw(self, work: Callable[[RawTx], T]) -> T:
         """Like ``read``, on a bare driver connection: for hot lookups (keys, balances)."""
-        return self._run(work, partial(self._raw_transaction, write=False))
+        return self._run(partial(self._raw_once, work, write=False))

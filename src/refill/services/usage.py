@@ -44,7 +44,8 @@ def record_usage(
     when that debit could not apply, the checked path runs in the same transaction.
     """
     reference = checked_reference(amount, reference)
-    occurred_at = checked_moment(occurred_at, db.clock.now(), backfill)
+    if occurred_at is not None:
+        occurred_at = checked_moment(occurred_at, db.clock.now(), backfill)
 
     def work(tx: RawTx) -> Transfer:
         posted = apply_usage(
