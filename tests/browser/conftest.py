@@ -176,8 +176,21 @@ def enable_auto_reload(page: Page, threshold: str = "20.00", reload_amount: str 
 
 
 def fits_the_screen(page: Page) -> bool:
-    """No horizontal scrolling: the page is no wider than the window."""
-    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+    """No horizontal scrolling: the page is no wider than the window. When it is, the
+    elements that stick out are printed (shown with the failure). Measured once the page
+    has loaded: its stylesheets block the first paint, but not the text a test waits for."""
+    page.wait_for_load_state("load")
+    if page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"):
+        return True
+    print("wider than the window:", page.evaluate(_STICKING_OUT))  # noqa: T201  the failure's why
+    return False
+
+
+_STICKING_OUT = """() => [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+  .slice(0, 8)
+  .map(e => `${e.tagName.toLowerCase()}.${e.className} `
+    + `${Math.round(e.getBoundingClientRect().right)}px`)"""
 
 
 def spend(server: Server, key: str, amount: str, reference: str) -> None:
