@@ -14,7 +14,9 @@ from refill import ledger_check, services
 from refill.bootstrap import Refill, build
 from refill.config import Settings
 from refill.errors import RefillError
+from refill.services import coalesce
 from refill.services.coalesce import UsageCoalescer
+from refill.services.usage_batch import UsageEvent
 
 DOLLAR = 1_000_000
 THREADS = 16
@@ -113,3 +115,25 @@ def test_a_lone_event_takes_the_single_path(service: Refill) -> None:
     with pytest.raises(RefillError) as refused:
         coalescer.record(agency_id=agency.id, subteam_id=subteam, amount=0, reference="zero")
     assert refused.value.code == "invalid_amount"
+
+
+def test_a_group_whose_transaction_fails_answers_each_request_with_the_error_never_created(
+    service: Refill, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    coalescer = service.usage
+    assert isinstance(coalescer, UsageCoalescer)
+    failure = ConnectionError("the database went away before the commit")
+
+    def dies(*_: Any, **__: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(coalesce, "record_usage_batch", dies)
+    group = [
+        coalesce._Request(UsageEvent("sub_x", DOLLAR, f"g{i}"), woken=threading.Event())
+        for i in range(3)
+    ]
+    wallet = coalesce._Wallet(queue=list(group), busy=True)
+    coalescer._lead("agc_x", wallet)
+    assert [(r.answer, r.error) for r in group] == [(None, failure)] * 3
+    assert all(r.woken is not None and r.woken.is_set() for r in group)
+    assert (wallet.queue, wallet.busy) == ([], False)  # the lead is given back
