@@ -35,11 +35,11 @@ class Refill:
     worker: BackgroundWorker | None
     notifier: NotificationRunner
     keyring: Keyring
-    # Verifies /v1/webhooks/stripe; None when Stripe is not the gateway.
-    webhooks: WebhookVerifier | None = None
     # Records single usage events: applied together per wallet (REFILL_COALESCE_USAGE), or
     # one by one.
-    usage: DirectUsage | None = None
+    usage: DirectUsage
+    # Verifies /v1/webhooks/stripe; None when Stripe is not the gateway.
+    webhooks: WebhookVerifier | None = None
 
     @property
     def url_rules(self) -> Rules:
@@ -149,5 +149,5 @@ def build(
         coalesce = db.dialect == "postgresql"
     usage = (UsageCoalescer if coalesce else DirectUsage)(db, backfill=settings.backfill_window)
     return Refill(
-        settings, db, gateway, policy, processor, worker, notifier, keyring, webhooks, usage
+        settings, db, gateway, policy, processor, worker, notifier, keyring, usage, webhooks
     )

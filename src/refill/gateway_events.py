@@ -22,7 +22,7 @@ from refill import alerts, audit, ledger
 from refill.cards import PaymentMethod
 from refill.db.database import Database, Tx, dialect_insert
 from refill.db.rows import record
-from refill.db.schema import agencies, gateway_events, payment_methods, reload_attempts
+from refill.db.schema import gateway_events, payment_methods, reload_attempts
 from refill.gateway.base import (
     CardReport,
     ChargeResult,
@@ -38,6 +38,7 @@ from refill.reload.attempt import ReloadAttempt, attempt_from_row
 from refill.reload.machine import record_charge_outcome
 from refill.reload.policy import ReloadPolicy
 from refill.reload.settlement import GAVE_UP, record_late_success
+from refill.reload.trigger import agency_currency
 
 log = logging.getLogger("refill.gateway_events")
 
@@ -220,15 +221,13 @@ def _card_detached(tx: Tx, gateway: str, card: CardReport) -> Outcome:
         )
         # It leaves auto-reload's cards (a backup becomes the primary); with none left,
         # auto-reload is suspended.
-        after = chain.drop_card(tx, saved.agency_id, saved.id, actor=gateway)
+        current = reload_settings.get_settings(tx, saved.agency_id)
+        after = chain.drop_card(tx, saved.agency_id, current, saved.id, actor=gateway)
         if after is not None and after.payment_method_id is None:
-            currency = tx.conn.execute(
-                select(agencies.c.currency).where(agencies.c.id == saved.agency_id)
-            ).scalar_one()
             reload_settings.suspend(
                 tx,
                 saved.agency_id,
-                currency,
+                agency_currency(tx, saved.agency_id),
                 f"the card ending {saved.last4} was removed at {gateway.title()}; choose another "
                 "card",
             )

@@ -10,7 +10,6 @@ from refill.api.deps import Anyone, Service, for_subteam
 from refill.api.problems import problems
 from refill.errors import RefillError
 from refill.money import format_amount, parse_amount
-from refill.services.coalesce import DirectUsage
 
 router = APIRouter(tags=["usage"], responses=problems(401, 403, 413, 422))
 
@@ -31,8 +30,7 @@ def record_usage(
     try:
         for_subteam(p, body.subteam_id)
         # Applied with what else is queued for the wallet, when coalescing is on.
-        usage = refill.usage or DirectUsage(refill.db, backfill=refill.settings.backfill_window)
-        transfer, created = usage.record(
+        transfer, created = refill.usage.record(
             agency_id=p.agency_id,
             subteam_id=body.subteam_id,
             amount=parse_amount(body.amount),

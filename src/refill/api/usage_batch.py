@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 
 from refill import metrics
 from refill.api import schemas as s
-from refill.api.deps import Anyone, Service
+from refill.api.deps import Anyone, Service, for_subteam
 from refill.api.problems import problems
-from refill.errors import Forbidden, RefillError
+from refill.errors import RefillError
 from refill.money import format_amount, parse_amount
 from refill.services.usage_batch import (
     MAX_EVENTS,
@@ -63,8 +63,7 @@ def record_usage_batch_route(body: UsageBatchCreate, p: Anyone, refill: Service)
     events: list[UsageEvent | EventResult] = []
     for event in body.events:
         try:
-            if not p.is_owner and p.subteam_id != event.subteam_id:
-                raise Forbidden("a subteam key acts for its own subteam only")
+            for_subteam(p, event.subteam_id)
             amount = parse_amount(event.amount)
         except RefillError as exc:
             events.append(refused(event.reference, exc))

@@ -42,7 +42,6 @@ from refill.config import Settings
 from refill.db.database import create_db_engine
 from refill.db.migrate import upgrade
 from refill.ids import system_account_id
-from refill.services.coalesce import DirectUsage
 
 MAX_LATENCY_SAMPLES = 500
 
@@ -190,7 +189,7 @@ class Bench:
         revenue = system_account_id("usage_revenue", "USD")
 
         # What POST /v1/usage runs: the coalescer when on (PostgreSQL), else the single path.
-        record = (refill.usage or DirectUsage(refill.db)).record
+        record = refill.usage.record
 
         def refill_op(n: int, i: int) -> None:
             agency = agencies[(n * 7919 + i) % len(agencies)]

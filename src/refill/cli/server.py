@@ -10,7 +10,7 @@ import socket
 import tempfile
 import threading
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,10 @@ from refill.cli.common import (
     settings_from_env,
 )
 from refill.config import Settings
+
+if TYPE_CHECKING:
+    from refill.bootstrap import Refill
+    from refill.demo import DemoTraffic
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -65,22 +69,7 @@ def serve(
         serve_processes(settings, host=host, port=port, workers=workers, demo=demo, worker=worker)
         return
     refill = open_service(settings, worker=worker)
-    traffic = None
-    if demo:
-        from refill.demo import DemoTraffic, seed_demo
-
-        seeded = seed_demo(refill)
-        console.print(f"[bold green]Refill demo[/bold green] on http://{host}:{port}")
-        console.print(f"  billing:   http://{host}:{port}/portal/team/billing")
-        console.print(f"  sign in:   {seeded.owner_email} / {seeded.owner_password}")
-        console.print(f"  agency:    {seeded.agency_id} (Demo Agency)")
-        console.print(f"  owner key: {seeded.api_key}")
-        console.print(
-            f"  try:       curl -H 'Authorization: Bearer {seeded.api_key}' "
-            f"http://{host}:{port}/v1/wallet"
-        )
-        traffic = DemoTraffic(refill, seeded)
-        traffic.start()
+    traffic = start_demo(refill, host, port) if demo else None
     try:
         uvicorn.run(
             create_app(refill),
@@ -96,6 +85,25 @@ def serve(
         refill.db.dispose()
 
 
+def start_demo(refill: Refill, host: str, port: int) -> DemoTraffic:
+    """Seed the demo agency, say how to reach it, and start its simulated calls."""
+    from refill.demo import DemoTraffic, seed_demo
+
+    seeded = seed_demo(refill)
+    console.print(f"[bold green]Refill demo[/bold green] on http://{host}:{port}")
+    console.print(f"  billing:   http://{host}:{port}/portal/team/billing")
+    console.print(f"  sign in:   {seeded.owner_email} / {seeded.owner_password}")
+    console.print(f"  agency:    {seeded.agency_id} (Demo Agency)")
+    console.print(f"  owner key: {seeded.api_key}")
+    console.print(
+        f"  try:       curl -H 'Authorization: Bearer {seeded.api_key}' "
+        f"http://{host}:{port}/v1/wallet"
+    )
+    traffic = DemoTraffic(refill, seeded)
+    traffic.start()
+    return traffic
+
+
 def serve_processes(
     settings: Settings, *, host: str, port: int, workers: int, demo: bool, worker: bool
 ) -> None:
@@ -107,16 +115,7 @@ def serve_processes(
     import uvicorn
 
     opened = open_service(settings)  # refuses a missing or outdated database, once
-    traffic = None
-    if demo:
-        from refill.demo import DemoTraffic, seed_demo
-
-        seeded = seed_demo(opened)
-        console.print(f"[bold green]Refill demo[/bold green] on http://{host}:{port}")
-        console.print(f"  sign in:   {seeded.owner_email} / {seeded.owner_password}")
-        console.print(f"  owner key: {seeded.api_key}")
-        traffic = DemoTraffic(opened, seeded)
-        traffic.start()
+    traffic = start_demo(opened, host, port) if demo else None
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     scratch = None
     if not metrics_dir:

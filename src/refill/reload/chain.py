@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import insert
 
 from refill import audit
 from refill.db.database import Tx
-from refill.db.schema import agencies, reload_attempts
+from refill.db.schema import reload_attempts
 from refill.ids import new_id, wallet_id_for
 from refill.notify import reloads as notices
 from refill.reload import card_list
@@ -31,7 +31,7 @@ from refill.reload.attempt import ReloadAttempt
 from refill.reload.policy import DeclineClass, ReloadPolicy
 from refill.reload.settings import AutoReloadSettings
 from refill.reload.states import AttemptStatus, Trigger, idempotency_key_for
-from refill.reload.trigger import NewReloadAttempt
+from refill.reload.trigger import NewReloadAttempt, agency_currency
 
 # What an auto-reload records when the bank asked for the owner's authentication (3-D
 # Secure) and a backup card was charged instead, once the gateway confirmed the first
@@ -156,11 +156,10 @@ def _follow(
 
 
 def drop_card(
-    tx: Tx, agency_id: str, payment_method_id: str, *, actor: str
+    tx: Tx, agency_id: str, current: AutoReloadSettings, payment_method_id: str, *, actor: str
 ) -> AutoReloadSettings | None:
-    """Take a removed card out of the list (the next card becomes the primary), audited;
-    the settings after, or None when the card was not listed."""
-    current = reload_settings.get_settings(tx, agency_id)
+    """Take a removed card out of the ``current`` list (the next card becomes the primary),
+    audited; the settings after, or None when the card was not listed."""
     if payment_method_id not in current.payment_method_ids:
         return None
     cards = tuple(c for c in current.card_list if c.payment_method_id != payment_method_id)
@@ -168,7 +167,7 @@ def drop_card(
         current, cards=cards, payment_method_id=cards[0].payment_method_id if cards else None
     )
     reload_settings.write_settings(tx, agency_id, after)
-    currency = tx.conn.execute(_CURRENCY, {"agency_id": agency_id}).scalar_one()
+    currency = agency_currency(tx, agency_id)
     audit.record(
         tx,
         agency_id=agency_id,
@@ -179,6 +178,3 @@ def drop_card(
         after=reload_settings.snapshot(after, currency),
     )
     return after
-
-
-_CURRENCY = select(agencies.c.currency).where(agencies.c.id == bindparam("agency_id"))

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from refill import audit, ledger
 from refill.cards import get_payment_method
 from refill.db.database import Tx
-from refill.db.schema import agencies
 from refill.ids import wallet_id_for
 from refill.notify import reloads as notices
 from refill.reload import settings as reload_settings
 from refill.reload.machine import cancel_waiting_retries
 from refill.reload.policy import ReloadPolicy
 from refill.reload.settings import AutoReloadSettings, SettingsChange
-from refill.reload.trigger import trigger_auto_reload
+from refill.reload.trigger import agency_currency, trigger_auto_reload
 
 # What an owner's change can alter; a change that leaves all of them (and the status they
 # lead to) as saved is no change at all.
@@ -110,7 +107,5 @@ def reevaluate_after_block(tx: Tx, agency_id: str) -> str | None:
     if settings.blocked_until is None or settings.blocked_until > tx.now:
         return None
     reload_settings.set_block(tx, agency_id, None, None)
-    currency = tx.conn.execute(
-        select(agencies.c.currency).where(agencies.c.id == agency_id)
-    ).scalar_one()
+    currency = agency_currency(tx, agency_id)
     return trigger_auto_reload(tx, agency_id=agency_id, available=available, currency=currency)

@@ -73,8 +73,8 @@ class AutoReloadSettings:
         ids = self.payment_method_ids
         if payment_method_id not in ids:
             return None
-        later = ids[ids.index(payment_method_id) + 1 :]
-        return next((pm for pm in later if pm in self.chargeable), None)
+        later = self.card_list[ids.index(payment_method_id) + 1 :]
+        return next((c.payment_method_id for c in later if not c.skipped), None)
 
 
 NO_SETTINGS = AutoReloadSettings(False, None, None, None, SettingsStatus.OFF)

@@ -133,6 +133,13 @@ def agency_zone(tx: Tx, agency_id: str) -> ZoneInfo:
     return ZoneInfo(name or "UTC")
 
 
+_AGENCY_CURRENCY = select(agencies.c.currency).where(agencies.c.id == bindparam("agency_id"))
+
+
+def agency_currency(tx: Tx, agency_id: str) -> str:
+    return str(tx.conn.execute(_AGENCY_CURRENCY, {"agency_id": agency_id}).scalar_one())
+
+
 def count_rails(tx: Tx, agency_id: str, *, exclude_attempt_id: str | None = None) -> RailCounts:
     """Auto-reloads that spend money today and this month, in the agency's time zone
     (``exclude_attempt_id``: the attempt being decided on)."""

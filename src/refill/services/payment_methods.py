@@ -147,7 +147,7 @@ def remove_payment_method(
                 list="auto_reload.payment_method_ids",
                 position=listed.index(payment_method_id),
             )
-        chain.drop_card(tx, agency_id, payment_method_id, actor=actor)  # off: unlisted
+        chain.drop_card(tx, agency_id, settings, payment_method_id, actor=actor)  # off: unlisted
         tx.conn.execute(
             update(payment_methods)
             .where(payment_methods.c.id == payment_method_id)

@@ -170,14 +170,30 @@ def limit_refusal(
     if period is None:  # no limit, nothing to pass
         return None
     today, month = rules.spent_in(period)
-    held = rules.held
-    checks = (
-        ("daily", rules.daily_limit, today, period.day_ends),
-        ("monthly", rules.monthly_limit, month, period.month_ends),
+    return _first_limit_passed(
+        subteam_id, rules, period, (today, month), held=rules.held, amount=amount, currency=currency
     )
-    for name, limit, spent, resets_at in checks:
-        if limit is not None and spent + held + amount > limit:
-            return _limit_reached(subteam_id, name, limit, spent, held, resets_at, currency)
+
+
+def _first_limit_passed(
+    subteam_id: str,
+    rules: SubteamRules,
+    period: Period,
+    spent: tuple[int, int],
+    *,
+    held: int,
+    amount: int,
+    currency: str,
+) -> SubteamLimitReached | None:
+    """The refusal of the first limit (the day's, then the month's) that ``amount`` more
+    would pass, given what ``period``'s day and month have ``spent`` and ``held``."""
+    checks = (
+        ("daily", rules.daily_limit, spent[0], period.day_ends),
+        ("monthly", rules.monthly_limit, spent[1], period.month_ends),
+    )
+    for name, limit, used, resets_at in checks:
+        if limit is not None and used + held + amount > limit:
+            return _limit_reached(subteam_id, name, limit, used, held, resets_at, currency)
     return None
 
 
@@ -267,14 +283,9 @@ def past_limit_refusal(
         bounds = (bind_time(tx.dialect, start), bind_time(tx.dialect, end))
         row = tx.execute_raw(_SPENT_BETWEEN[tx.dialect], (agency_id, subteam_id, *bounds))
         spent.append(int(row[0]) if row else 0)
-    checks = (
-        ("daily", rules.daily_limit, spent[0], then.day_ends),
-        ("monthly", rules.monthly_limit, spent[1], then.month_ends),
+    return _first_limit_passed(
+        subteam_id, rules, then, (spent[0], spent[1]), held=0, amount=amount, currency=currency
     )
-    for name, limit, used, resets_at in checks:
-        if limit is not None and used + amount > limit:
-            return _limit_reached(subteam_id, name, limit, used, 0, resets_at, currency)
-    return None
 
 
 def record_past_spend(tx: SqlTx, subteam_id: str, now: Period, then: Period, *, spent: int) -> None:

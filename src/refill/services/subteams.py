@@ -18,12 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from refill import audit, ledger
 from refill.db.database import Database, Tx
 from refill.db.rows import record
-from refill.db.schema import accounts, agencies, subteams, transfers
+from refill.db.schema import accounts, subteams, transfers
 from refill.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from refill.ids import new_id, wallet_id_for
 from refill.money import format_amount
 from refill.reload.settings import UNSET
-from refill.reload.trigger import agency_zone
+from refill.reload.trigger import agency_currency, agency_zone
 from refill.services.names import clean_name
 from refill.services.pages import Page, paginate
 from refill.services.spend import Period
@@ -306,12 +306,6 @@ def _set_paused(tx: Tx, subteam: Subteam, paused: bool, actor: str) -> Subteam:
     return get_subteam(tx, subteam.agency_id, subteam.id)
 
 
-def load_currency(tx: Tx, agency_id: str) -> str:
-    return str(
-        tx.conn.execute(select(agencies.c.currency).where(agencies.c.id == agency_id)).scalar_one()
-    )
-
-
 def _set_limits(tx: Tx, subteam: Subteam, change: SubteamChange, actor: str) -> Subteam:
     """New spend limits, audited. From none to some, the counters are cleared: the next
     debit counts the day and month again from the ledger."""
@@ -329,7 +323,7 @@ def _set_limits(tx: Tx, subteam: Subteam, change: SubteamChange, actor: str) -> 
     if not subteam.limited:
         values.update(spend_day=None, spent_day=0, spend_month=None, spent_month=0)
     tx.conn.execute(update(subteams).where(subteams.c.id == subteam.id).values(**values))
-    currency = load_currency(tx, subteam.agency_id)
+    currency = agency_currency(tx, subteam.agency_id)
 
     def shown(d: int | None, m: int | None) -> dict[str, str | None]:
         return {

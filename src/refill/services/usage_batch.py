@@ -142,11 +142,17 @@ class _Taken(Exception):
         self.references = references
 
 
-def _recorded_one(tx: RawTx, agency_id: str, reference: str) -> tuple[int, int, str]:
+def _recorded(tx: RawTx, agency_id: str, reference: str) -> tuple[int, int, str] | None:
+    """The usage recorded under ``reference``: its transfer id, whole cost and subteam."""
     found = tx.execute_raw(_ONE_RECORDED[tx.dialect], (agency_id, reference))
+    return None if found is None else (int(found[0]), int(found[1]), found[2])
+
+
+def _recorded_one(tx: RawTx, agency_id: str, reference: str) -> tuple[int, int, str]:
+    found = _recorded(tx, agency_id, reference)
     if found is None:  # recorded a moment ago and gone: only a concurrent writer could
         raise IntegrityError("usage batch", None, Exception(reference))
-    return int(found[0]), int(found[1]), found[2]
+    return found
 
 
 @dataclass
@@ -254,11 +260,9 @@ class _SetBased:
             if answer is None or event.reference in this_batch:
                 continue
             if answer.code in _REFUSALS_BEFORE_LOOKUP:
-                found = self.tx.execute_raw(
-                    _ONE_RECORDED[self.tx.dialect], (self.agency_id, event.reference)
-                )
+                found = _recorded(self.tx, self.agency_id, event.reference)
                 if found is not None:
-                    results[i] = _duplicate_or_conflict(event, int(found[0]), *found[1:])
+                    results[i] = _duplicate_or_conflict(event, *found)
         for i, event, after in self.rows:
             made = (
                 self._transfer(ids[event.reference], event, after) if self.with_transfers else None
@@ -399,9 +403,9 @@ def _one_by_one(tx: RawTx, agency_id: str, plan: _Plan) -> list[EventResult]:
         except (RefillError, DuplicateReference, IntegrityError) as exc:
             tx.execute_raw(_UNDO, ())
             tx.execute_raw(_RELEASE, ())
-            found = tx.execute_raw(_ONE_RECORDED[tx.dialect], (agency_id, e.reference))
+            found = _recorded(tx, agency_id, e.reference)
             if found is not None:
-                plan.results[i] = _duplicate_or_conflict(e, int(found[0]), int(found[1]), found[2])
+                plan.results[i] = _duplicate_or_conflict(e, *found)
             elif isinstance(exc, RefillError):
                 plan.results[i] = refused(e.reference, exc)
             else:
