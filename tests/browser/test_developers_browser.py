@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
-from tests.browser.conftest import signed_in
+from tests.browser.conftest import fits_the_screen, signed_in
 from tests.support.server import Server, call, client
 
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
@@ -17,11 +17,6 @@ PHONES = [
     pytest.param({"width": 390, "height": 844}, id="390x844"),
     pytest.param({"width": 360, "height": 740}, id="360x740"),
 ]
-
-
-def fits_the_screen(page: Page) -> bool:
-    """No horizontal scrolling: the page is no wider than the window."""
-    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
 
 
 def open_developers(page: Page) -> None:
