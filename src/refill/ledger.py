@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from refill.db.database import SqlTx, Tx, bind_time, prepared
+from refill.db.database import SqlTx, Tx, bind_time, inserted_id, prepared
 from refill.db.rows import record
 from refill.db.schema import accounts, transfers
 from refill.errors import InsufficientCredits, NotFound
@@ -115,12 +115,12 @@ _MOVE = prepared(
     "AND balance + {p} >= held + {p} "
     "RETURNING balance, held, currency, reload_below, alert_below, call_floor"
 )
-_INSERT_TRANSFER = prepared(
+_INSERT_TRANSFER = inserted_id(
     "INSERT INTO transfers (agency_id, debit_account_id, credit_account_id, amount, kind, "
     "reference, subteam_id, description, metadata, wallet_balance_after, uncovered, "
     "created_at, occurred_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, "
     "{p}, {p}) "
-    "ON CONFLICT (agency_id, kind, reference) DO NOTHING RETURNING id"
+    "ON CONFLICT (agency_id, kind, reference) DO NOTHING"
 )
 # A subteam's usage finds the wallet through the subteam's row, in the same statement: an
 # unknown or archived subteam moves nothing (one primary-key read, no statement added).
@@ -231,7 +231,7 @@ def _post(
     other = system_account_id(counterparty, wallet.currency)
     debit, credit = (wallet_id, other) if delta < 0 else (other, wallet_id)
     encoded = json.dumps(metadata, sort_keys=True) if metadata else None
-    inserted = tx.execute_raw(
+    transfer_id = tx.insert_raw(
         _INSERT_TRANSFER[tx.dialect],
         (
             agency_id,
@@ -249,11 +249,11 @@ def _post(
             now if occurred_at is None else bind_time(tx.dialect, occurred_at),
         ),
     )
-    if inserted is None:
+    if transfer_id is None:
         raise DuplicateReference(kind.value, reference)
     after_change(tx, agency_id, wallet, wallet.available - delta - release_held)
     transfer = Transfer(
-        id=int(inserted[0]),
+        id=transfer_id,
         agency_id=agency_id,
         debit_account_id=debit,
         credit_account_id=credit,

@@ -104,6 +104,17 @@ def ledger_of(refill: Refill, t: Twin) -> list[tuple[Any, ...]]:
     return [(r[0], r[1], names[r[2]], r[3]) for r in rows]
 
 
+def ids_of(refill: Refill, t: Twin) -> dict[str, int]:
+    rows = refill.db.read(
+        lambda tx: tx.conn.execute(
+            select(transfers.c.reference, transfers.c.id).where(
+                transfers.c.agency_id == t.agency_id, transfers.c.kind == "usage"
+            )
+        ).all()
+    )
+    return {reference: transfer_id for reference, transfer_id in rows}
+
+
 @pytest.fixture
 def plain(db_url: str) -> Iterator[Refill]:
     service = build(Settings(database_url=db_url), in_process_worker=False)
@@ -128,6 +139,11 @@ def test_a_batch_answers_each_event_as_the_single_endpoint_would(
     expected = answers_one_by_one(plain, single, events)
     assert [(r.status.value, r.code) for r in outcome.results] == expected
     assert ledger_of(plain, batched) == ledger_of(plain, single)
+    # Each answer names the row its reference holds (the batch numbers SQLite's rows itself).
+    held = ids_of(plain, batched)
+    assert [r.transfer_id for r in outcome.results] == [
+        held[r.reference] if r.status.value != "refused" else None for r in outcome.results
+    ]
     after = services.get_wallet(plain.db, plain.policy, agency_id=single.agency_id)
     assert (outcome.balance, outcome.available) == (after.balance, after.available)
     check = plain.db.read(ledger_check.check_ledger)

@@ -56,6 +56,32 @@ def _execute_on(
         cursor.close()
 
 
+def _insert_on(
+    dialect: Dialect, cursor: Any, statement: str, params: tuple[Any, ...]
+) -> int | None:
+    try:
+        cursor.execute(statement, params)
+        if dialect.name == "sqlite":  # no RETURNING: SQLite's own count and rowid are free
+            return int(cursor.lastrowid) if cursor.rowcount == 1 else None
+        row = cursor.fetchone()
+        return None if row is None else int(row[0])
+    except dialect.loaded_dbapi.Error as exc:
+        raise driver_error(dialect, statement, params, exc) from exc
+    finally:
+        cursor.close()
+
+
+def inserted_id(template: str) -> dict[str, str]:
+    """Prepared SQL for ``SqlTx.insert_raw`` from an ``INSERT ... ON CONFLICT DO NOTHING``
+    template: PostgreSQL returns the new row's id; SQLite reports it through the cursor
+    (its row count and last rowid), cheaper than a RETURNING clause, whose row it buffers
+    and hands back (measured: a share of the usage hot path's gap to the baseline)."""
+    return {
+        "sqlite": template.format(p="?"),
+        "postgresql": template.format(p="%s") + " RETURNING id",
+    }
+
+
 def dialect_insert(tx: Tx) -> Any:
     """``insert`` of this transaction's dialect, which supports ``ON CONFLICT``."""
     return postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
@@ -83,6 +109,8 @@ class SqlTx(Protocol):
     def dialect(self) -> str: ...
 
     def execute_raw(self, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None: ...
+
+    def insert_raw(self, statement: str, params: tuple[Any, ...]) -> int | None: ...
 
     def announce(self, item: object) -> None: ...
 
@@ -145,6 +173,10 @@ class Tx:
         """
         return _execute_on(self.conn.dialect, self.conn.connection.cursor(), statement, params)
 
+    def insert_raw(self, statement: str, params: tuple[Any, ...]) -> int | None:
+        """Run an ``inserted_id`` statement: the new row's id, None when it conflicted."""
+        return _insert_on(self.conn.dialect, self.conn.connection.cursor(), statement, params)
+
 
 @dataclass
 class RawTx:
@@ -174,6 +206,21 @@ class RawTx:
 
     def execute_raw(self, statement: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         return _execute_on(self.sa_dialect, self.dbapi.cursor(), statement, params)
+
+    def insert_raw(self, statement: str, params: tuple[Any, ...]) -> int | None:
+        """As ``Tx.insert_raw``."""
+        return _insert_on(self.sa_dialect, self.dbapi.cursor(), statement, params)
+
+    def count_raw(self, statement: str, params: tuple[Any, ...]) -> int:
+        """Run a statement that returns no rows; how many rows it changed."""
+        cursor = self.dbapi.cursor()
+        try:
+            cursor.execute(statement, params)
+            return int(cursor.rowcount)
+        except self.sa_dialect.loaded_dbapi.Error as exc:
+            raise driver_error(self.sa_dialect, statement, params, exc) from exc
+        finally:
+            cursor.close()
 
     def fetch_raw(self, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Like ``execute_raw``, every row (a batch's set-based reads and writes)."""

@@ -51,23 +51,38 @@ def insert_postgresql(
     return {r[0]: int(r[1]) for r in inserted}
 
 
+# SQLite: the writer holds the database's one write lock (BEGIN IMMEDIATE) from before the
+# batch is decided, so nobody else can add a transfer meanwhile: the batch numbers its rows
+# itself, after the highest id (what SQLite's own rowid choice does, one row at a time), and
+# learns from the count of rows written whether any reference was taken, instead of having
+# every row handed back by a RETURNING clause.
+_LAST_ID = "SELECT max(id) FROM transfers"
+_WRITTEN = "SELECT reference FROM transfers WHERE id BETWEEN ? AND ?"
+
+
 def insert_sqlite(
     tx: RawTx, same: tuple[object, ...], rows: list[tuple[int, UsageEvent, int]]
 ) -> dict[str, int]:
-    ids: dict[str, int] = {}
+    last = tx.execute_raw(_LAST_ID, ())
+    first = 1 + (int(last[0]) if last and last[0] is not None else 0)
+    ids = {e.reference: first + k for k, (_, e, _) in enumerate(rows)}
     now = same[3]
+    written = 0
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
         values: list[object] = []
-        for _, e, after in chunk:
+        for k, (_, e, after) in enumerate(chunk, start=first + start):
             happened = now if e.occurred_at is None else bind_time(tx.dialect, e.occurred_at)
-            values += [*same, e.amount, "usage", e.reference, e.subteam_id, e.description]
+            values += [k, *same, e.amount, "usage", e.reference, e.subteam_id, e.description]
             values += [after, happened]
-        one = f"({placeholders(tx, 11)})"
-        inserted = tx.fetch_raw(
-            f"INSERT INTO transfers ({_COLUMNS}) VALUES {', '.join([one] * len(chunk))} "  # noqa: S608
-            "ON CONFLICT (agency_id, kind, reference) DO NOTHING RETURNING reference, id",
+        one = f"({placeholders(tx, 12)})"
+        written += tx.count_raw(
+            f"INSERT INTO transfers (id, {_COLUMNS}) VALUES {', '.join([one] * len(chunk))} "  # noqa: S608
+            "ON CONFLICT (agency_id, kind, reference) DO NOTHING",
             tuple(values),
         )
-        ids.update({r[0]: int(r[1]) for r in inserted})
-    return ids
+    if written == len(rows):
+        return ids
+    # Some references were taken (recorded before): the rows that stand say which.
+    stand = {r[0] for r in tx.fetch_raw(_WRITTEN, (first, first + len(rows) - 1))}
+    return {reference: i for reference, i in ids.items() if reference in stand}

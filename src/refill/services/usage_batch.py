@@ -174,7 +174,9 @@ class _Plan:
                 continue
             try:
                 reference = checked_reference(event.amount, event.reference)
-                occurred_at = checked_moment(event.occurred_at, now, backfill)
+                occurred_at = event.occurred_at
+                if occurred_at is not None:  # the usual event has none: no call
+                    occurred_at = checked_moment(occurred_at, now, backfill)
             except RefillError as exc:
                 results.append(refused(event.reference, exc))
                 continue
