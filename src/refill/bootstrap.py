@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from refill import metrics
 from refill.clock import Clock, SystemClock
 from refill.config import Settings
 from refill.db.database import AfterCommit, Database
@@ -103,6 +104,7 @@ def build(
     clock = clock or SystemClock()
     after_commit = AfterCommit()
     db = Database(settings.database_url, clock=clock, after_commit=after_commit)
+    after_commit.listen(metrics.ReloadOutcome, metrics.on_reload_outcome)
     if gateway is None:
         configured = gateway_from_settings(settings, clock)
         gateway = configured

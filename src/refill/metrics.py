@@ -22,6 +22,7 @@ import os
 import re
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -113,12 +114,30 @@ def count_usage(
         _refused(path, code).inc(times)
 
 
-def count_reload(trigger: str, outcome: str, waited: timedelta | None = None) -> None:
-    """An attempt reached ``outcome``; a success observes ``waited`` (creation to credit)."""
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """Attempts that reached ``outcome`` in a transaction, announced (``tx.announce``) and
+    counted only once it commits: a transaction the database made run again, or one rolled
+    back, counts nothing twice or at all (``on_reload_outcome`` listens after commit)."""
+
+    trigger: str
+    outcome: str
+    waited: timedelta | None = None  # creation to credit, for a success
+    count: int = 1
+
+
+def on_reload_outcome(item: ReloadOutcome) -> None:
+    count_reload(item.trigger, item.outcome, item.waited, count=item.count)
+
+
+def count_reload(
+    trigger: str, outcome: str, waited: timedelta | None = None, *, count: int = 1
+) -> None:
+    """Attempts reached ``outcome``; a success observes ``waited`` (creation to credit)."""
     child = _RELOADS.get((trigger, outcome))
-    if child is None:  # not an outcome (pending, charging): nothing to count
+    if child is None or count <= 0:  # not an outcome (pending, charging): nothing to count
         return
-    child.inc()
+    child.inc(count)
     if outcome == "succeeded" and waited is not None:
         _LATENCY[trigger].observe(max(waited.total_seconds(), 0.0))
 

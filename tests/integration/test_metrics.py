@@ -11,11 +11,16 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from refill import services
 from refill.api.metrics import may_scrape
 from refill.bootstrap import Refill, build
 from refill.config import Settings
+from refill.db.database import Tx
+from refill.db.schema import reload_attempts
+from refill.reload import machine
 from refill.web import create_app
 from tests.support.arming import armed_agency
 
@@ -135,6 +140,62 @@ def test_a_reload_counts_its_outcome_and_its_latency(web: TestClient, service: R
     assert value(after, "refill_queue_depth", queue="reload_pending") == 0
     assert armed.agency_id not in text
     no_agency_label(after, armed.agency_id)
+
+
+def test_an_attempt_canceled_at_its_claim_is_counted_as_canceled(
+    web: TestClient, service: Refill
+) -> None:
+    armed = armed_agency(service)
+    cross_the_threshold(service, armed.agency_id, armed.subteam_id)  # queued, not run
+    services.grant_credits(
+        service.db, agency_id=armed.agency_id, amount=100 * DOLLAR, reference="by-hand"
+    )
+    (attempt_id,) = pending_attempts(service, armed.agency_id)
+    _, before = scrape(web)
+    service.processor.process(attempt_id)  # claimed: no longer needed
+    _, after = scrape(web)
+    counted = "refill_reload_attempts_total"
+    assert moved(before, after, counted, trigger="auto", outcome="canceled") == 1
+    assert moved(before, after, counted, trigger="auto", outcome="succeeded") == 0
+
+
+def test_a_transaction_the_database_runs_again_counts_its_outcome_once(
+    web: TestClient, service: Refill
+) -> None:
+    armed = armed_agency(service)
+    cross_the_threshold(service, armed.agency_id, armed.subteam_id)
+    services.grant_credits(
+        service.db, agency_id=armed.agency_id, amount=100 * DOLLAR, reference="by-hand"
+    )
+    (attempt_id,) = pending_attempts(service, armed.agency_id)
+    tries = 0
+
+    def claim_then_lose_the_lock(tx: Tx) -> None:
+        nonlocal tries
+        tries += 1
+        machine.claim_attempt(tx, service.policy, attempt_id)  # canceled: not needed
+        if tries == 1:  # as SQLite or PostgreSQL refusing the commit: run it all again
+            raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    _, before = scrape(web)
+    service.db.write(claim_then_lose_the_lock)
+    _, after = scrape(web)
+    assert tries == 2
+    counted = "refill_reload_attempts_total"
+    assert moved(before, after, counted, trigger="auto", outcome="canceled") == 1
+
+
+def pending_attempts(refill: Refill, agency_id: str) -> list[str]:
+    return refill.db.read(
+        lambda tx: list(
+            tx.conn.execute(
+                select(reload_attempts.c.id).where(
+                    reload_attempts.c.agency_id == agency_id,
+                    reload_attempts.c.status == "pending",
+                )
+            ).scalars()
+        )
+    )
 
 
 def test_the_queue_depth_shows_a_pending_attempt(web: TestClient, service: Refill) -> None:

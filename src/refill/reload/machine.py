@@ -59,14 +59,20 @@ DEFAULT_LEASE = timedelta(seconds=10)
 def transition(
     tx: Tx, attempt_id: str, *, allowed_from: tuple[S, ...], to: S, **values: Any
 ) -> ReloadAttempt | None:
-    """Move an attempt to ``to`` if it is still in one of ``allowed_from``; the new row."""
+    """Move an attempt to ``to`` if it is still in one of ``allowed_from``; the new row.
+    Every outcome an attempt reaches passes here, and is counted once the transaction
+    commits (``metrics.ReloadOutcome``)."""
     row = tx.conn.execute(
         update(reload_attempts)
         .where(reload_attempts.c.id == attempt_id, reload_attempts.c.status.in_(allowed_from))
         .values(status=to, updated_at=tx.now, **values)
         .returning(*reload_attempts.c)
     ).one_or_none()
-    return None if row is None else attempt_from_row(row._mapping)
+    if row is None:
+        return None
+    moved = attempt_from_row(row._mapping)
+    tx.announce(metrics.ReloadOutcome(moved.trigger, moved.status, tx.now - moved.created_at))
+    return moved
 
 
 # --- claiming: pending → charging ----------------------------------------------------------
@@ -163,7 +169,6 @@ def _block(tx: Tx, attempt: ReloadAttempt, decision: Decision) -> None:
         until=decision.until,
         message=decision.message,
     )
-    metrics.count_reload(attempt.trigger, S.BLOCKED)
 
 
 def renew_leases(tx: Tx, attempt_ids: list[str], *, lease: timedelta) -> None:
@@ -251,9 +256,7 @@ def record_charge_outcome(
             notices.requires_action(tx, attempt)
     else:
         _record_decline(tx, policy, attempt, result)
-    updated = must_load(tx, attempt_id)
-    metrics.count_reload(updated.trigger, updated.status, tx.now - updated.created_at)
-    return updated
+    return must_load(tx, attempt_id)
 
 
 def _already_settled(attempt: ReloadAttempt, result: ChargeResult) -> bool:
@@ -351,7 +354,7 @@ def cancel_waiting_retries(tx: Tx, agency_id: str) -> None:
     """Settings changed: retries waiting for their time were made under the old settings.
     They never reached the gateway, so they are canceled here; an attempt waiting for the
     owner's authentication is canceled at the gateway first (``request_cancel``)."""
-    tx.conn.execute(
+    canceled = tx.conn.execute(
         update(reload_attempts)
         .where(
             reload_attempts.c.wallet_id == wallet_id_for(agency_id),
@@ -366,3 +369,5 @@ def cancel_waiting_retries(tx: Tx, agency_id: str) -> None:
             updated_at=tx.now,
         )
     )
+    if canceled.rowcount:
+        tx.announce(metrics.ReloadOutcome(Trigger.AUTO, S.CANCELED, count=canceled.rowcount))
