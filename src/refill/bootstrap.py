@@ -105,6 +105,7 @@ def build(
     after_commit = AfterCommit()
     db = Database(settings.database_url, clock=clock, after_commit=after_commit)
     after_commit.listen(metrics.ReloadOutcome, metrics.on_reload_outcome)
+    after_commit.listen(metrics.EmailOutcome, metrics.on_email_outcome)
     if gateway is None:
         configured = gateway_from_settings(settings, clock)
         gateway = configured

@@ -142,6 +142,17 @@ def count_reload(
         _LATENCY[trigger].observe(max(waited.total_seconds(), 0.0))
 
 
+@dataclass(frozen=True, slots=True)
+class EmailOutcome:
+    """An e-mail sent, to be retried, or given up on: counted once its record commits."""
+
+    outcome: str
+
+
+def on_email_outcome(item: EmailOutcome) -> None:
+    count_email(item.outcome)
+
+
 def count_webhook(outcome: str) -> None:
     _WEBHOOKS[outcome].inc()
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -23,6 +24,9 @@ from refill.db.schema import reload_attempts
 from refill.reload import machine
 from refill.web import create_app
 from tests.support.arming import armed_agency
+from tests.support.mailbox import Mailbox
+from tests.support.notifying import notifying_refill
+from tests.support.portal import make_agency
 
 TOKEN = "a-scraper-token-for-the-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -238,3 +242,26 @@ def test_the_access_rule() -> None:
     assert may_scrape("10.0.0.8", {"authorization": "bearer  s3cret"}, token)
     assert not may_scrape("10.0.0.8", {"authorization": "Bearer s3cre"}, token)
     assert not may_scrape("10.0.0.8", {"authorization": "Basic s3cret"}, token)
+
+
+@pytest.mark.parametrize("refusing", [False, True], ids=["sent", "retrying"])
+def test_each_email_is_counted_once_its_outcome_is_recorded(db_url: str, refusing: bool) -> None:
+    box = Mailbox().start()
+    box.refuse = refusing  # the SMTP server answers 451: the e-mail waits for a retry
+    refill = notifying_refill(db_url, smtp_url=box.url, listen=False)
+    outcome = {"outcome": "retrying" if refusing else "sent"}
+    try:
+        before = REGISTRY.get_sample_value("refill_emails_total", outcome) or 0.0
+        agency_id = make_agency(refill).id  # with an owner to tell
+        subteam_id = services.create_subteam(refill.db, agency_id=agency_id, name="s").id
+        services.grant_credits(refill.db, agency_id=agency_id, amount=DOLLAR, reference="g")
+        services.record_usage(  # to zero: "No credits left" is e-mailed to the owner
+            refill.db, agency_id=agency_id, subteam_id=subteam_id, amount=DOLLAR, reference="u"
+        )
+        refill.notifier.run_due_work(wait=True)
+        after = REGISTRY.get_sample_value("refill_emails_total", outcome) or 0.0
+    finally:
+        refill.close()
+        box.stop()
+    assert after - before == 1
+    assert len(box.messages) == (0 if refusing else 1)

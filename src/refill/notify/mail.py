@@ -257,7 +257,7 @@ def record_sent(tx: Tx, email_id: str) -> None:
         .where(emails.c.id == email_id)
         .values(status="sent", sent_at=tx.now, lease_until=None, attempts=emails.c.attempts + 1)
     )
-    metrics.count_email("sent")
+    tx.announce(metrics.EmailOutcome("sent"))
 
 
 def record_failure(tx: Tx, email_id: str, error: str) -> None:
@@ -278,7 +278,7 @@ def record_failure(tx: Tx, email_id: str, error: str) -> None:
             next_attempt_at=None if wait is None else tx.now + wait,
         )
     )
-    metrics.count_email("retrying" if wait is not None else "failed")
+    tx.announce(metrics.EmailOutcome("retrying" if wait is not None else "failed"))
     if wait is None:
         log.error("e-mail %s could not be sent after %d tries: %s", email_id, attempts, error)
 
