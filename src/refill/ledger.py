@@ -157,15 +157,8 @@ class WalletRow:
 
     @classmethod
     def of(cls, row: tuple[Any, ...]) -> WalletRow:
-        balance, held, currency, reload_below, alert_below, call_floor = row
-        return cls(
-            int(balance),
-            int(held),
-            currency,
-            None if reload_below is None else int(reload_below),
-            None if alert_below is None else int(alert_below),
-            int(call_floor),
-        )
+        # BIGINT columns: both drivers hand back Python ints (or None), nothing to convert.
+        return cls(*row)
 
 
 def after_change(tx: SqlTx, agency_id: str, wallet: WalletRow, available_before: int) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from refill import services
@@ -124,6 +125,7 @@ def test_a_failing_receiver_is_retried_with_the_same_webhook_id_until_it_answers
 ) -> None:
     owner = Owner(live, receiver, events=["wallet.replenished"])
     receiver.plan.extend([500, 503, 404, 204])
+    before = delivery_counts()
 
     owner.money_moves(use=5)
 
@@ -138,6 +140,20 @@ def test_a_failing_receiver_is_retried_with_the_same_webhook_id_until_it_answers
         4,
         204,
     )
+    counted = delivery_counts()  # /metrics: each try by its outcome
+    assert {k: counted[k] - before[k] for k in counted} == {
+        "succeeded": 1,
+        "retrying": 3,
+        "failed": 0,
+    }
+
+
+def delivery_counts() -> dict[str, float]:
+    return {
+        outcome: REGISTRY.get_sample_value("refill_webhook_deliveries_total", {"outcome": outcome})
+        or 0.0
+        for outcome in ("succeeded", "retrying", "failed")
+    }
 
 
 def test_a_receiver_that_hangs_past_the_timeout_is_retried_and_never_delays_a_reload(

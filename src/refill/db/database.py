@@ -96,7 +96,9 @@ def bind_time(dialect: str, moment: datetime) -> Any:
     """An aware datetime as raw SQL binds it: SQLite gets the text SQLAlchemy's DateTime
     type writes (and compares correctly as text), PostgreSQL a timestamptz."""
     if dialect == "sqlite":  # "YYYY-MM-DD HH:MM:SS.ffffff" (isoformat: a fifth of strftime)
-        return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if moment.tzinfo is not UTC:  # the clock's own time is UTC already
+            moment = moment.astimezone(UTC)
+        return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
     return moment
 
 
