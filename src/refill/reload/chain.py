@@ -20,7 +20,6 @@ from datetime import datetime
 
 from sqlalchemy import insert
 
-from refill import audit
 from refill.db.database import Tx
 from refill.db.schema import reload_attempts
 from refill.ids import new_id, wallet_id_for
@@ -166,15 +165,12 @@ def drop_card(
     after = replace(
         current, cards=cards, payment_method_id=cards[0].payment_method_id if cards else None
     )
-    reload_settings.write_settings(tx, agency_id, after)
-    currency = agency_currency(tx, agency_id)
-    audit.record(
+    reload_settings.save(
         tx,
-        agency_id=agency_id,
+        agency_id,
         actor=actor,
-        action="auto_reload.updated",
-        target_id=wallet_id_for(agency_id),
-        before=reload_settings.snapshot(current, currency),
-        after=reload_settings.snapshot(after, currency),
+        before=current,
+        after=after,
+        currency=agency_currency(tx, agency_id),
     )
     return after

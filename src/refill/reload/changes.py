@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from refill import audit, ledger
+from refill import ledger
 from refill.cards import get_payment_method
 from refill.db.database import Tx
-from refill.ids import wallet_id_for
 from refill.notify import reloads as notices
 from refill.reload import settings as reload_settings
 from refill.reload.machine import cancel_waiting_retries
@@ -83,17 +82,8 @@ def change_settings(
     if plan.unchanged:
         return plan
     cancel_waiting_retries(tx, agency_id)
-    reload_settings.write_settings(tx, agency_id, plan.merged)
-    before = reload_settings.snapshot(plan.current, currency)
-    after = reload_settings.snapshot(plan.merged, currency)
-    audit.record(
-        tx,
-        agency_id=agency_id,
-        actor=actor,
-        action="auto_reload.updated",
-        target_id=wallet_id_for(agency_id),
-        before=before,
-        after=after,
+    before, after = reload_settings.save(
+        tx, agency_id, actor=actor, before=plan.current, after=plan.merged, currency=currency
     )
     notices.settings_updated(tx, agency_id=agency_id, actor=actor, before=before, after=after)
     trigger_auto_reload(tx, agency_id=agency_id, available=available, currency=currency)

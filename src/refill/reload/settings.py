@@ -347,6 +347,32 @@ def named_cards(change: SettingsChange) -> tuple[str, ...] | None:
     return None
 
 
+def save(
+    tx: Tx,
+    agency_id: str,
+    *,
+    actor: str,
+    before: AutoReloadSettings,
+    after: AutoReloadSettings,
+    currency: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Store ``after`` in place of ``before``, audited as ``auto_reload.updated``: the
+    backtest reads the settings in effect at each moment from the audit log, so no change
+    is stored without its entry. Returns the two snapshots."""
+    write_settings(tx, agency_id, after)
+    was, now = snapshot(before, currency), snapshot(after, currency)
+    audit.record(
+        tx,
+        agency_id=agency_id,
+        actor=actor,
+        action="auto_reload.updated",
+        target_id=wallet_id_for(agency_id),
+        before=was,
+        after=now,
+    )
+    return was, now
+
+
 def write_settings(tx: Tx, agency_id: str, settings: AutoReloadSettings) -> None:
     values = {**asdict(settings), "updated_at": tx.now}
     del values["cards"]
