@@ -75,7 +75,7 @@ def test_an_owner_adds_a_webhook_endpoint_sees_its_secret_once_and_a_test_delive
     page.get_by_label(re.compile("Alert below")).fill("15.00")
     page.get_by_role("button", name="Save the alert").click()
     expect(page.get_by_role("status")).to_contain_text("Low-balance alert saved")
-    expect(page.get_by_text("We e-mail when the balance falls below 15.00 USD")).to_be_visible()
+    expect(page.get_by_text("We e-mail when the balance falls below $15.00")).to_be_visible()
 
     page.get_by_label(re.compile("Also send billing e-mail to")).fill("not an address")
     page.get_by_role("button", name="Save the addresses").click()

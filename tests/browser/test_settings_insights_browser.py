@@ -68,11 +68,12 @@ def test_settings_are_tried_on_the_last_days_and_drawn_before_they_are_saved(
     expect(backtest.get_by_test_id("bt-charged")).to_have_text("$40.00")
     expect(page.get_by_text("Auto Reload settings saved.")).to_have_count(0)
     expect(page.get_by_label("Minimum threshold (USD)")).to_have_value("$25")
-    drawn = page.evaluate(
+    # Chart.js draws once its deferred script has run, after the text above is shown.
+    page.wait_for_function(
         "() => { const c = document.getElementById('backtest-chart');"
-        " return !!(window.Chart && Chart.getChart(c)) && c.width > 0; }"
+        " return !!(window.Chart && Chart.getChart(c)) && c.width > 0; }",
+        timeout=SEEN_WITHIN_MS,
     )
-    assert drawn
     snap(page, "backtest")
     assert fits_the_screen(page)
 

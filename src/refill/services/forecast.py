@@ -26,7 +26,12 @@ from refill.db.database import Database, Tx
 from refill.db.schema import accounts, transfers
 from refill.errors import ValidationFailed
 from refill.ids import wallet_id_for
-from refill.money import currency_info, format_amount, minor_unit_micros, round_up_to_minor_units
+from refill.money import (
+    currency_info,
+    display_amount,
+    minor_unit_micros,
+    round_up_to_minor_units,
+)
 from refill.reload.policy import ReloadPolicy
 from refill.reload.settings import AutoReloadSettings
 from refill.reload.states import Mode
@@ -256,7 +261,9 @@ def _span(span: timedelta) -> str:
 
 
 def _money(micros: int, currency: str) -> str:
-    return f"{format_amount(micros, currency)} {currency}"
+    """An amount in a sentence as people read it (``$10,000.00``): the reasoning is prose,
+    the exact amounts are the answer's own fields."""
+    return display_amount(micros, currency)
 
 
 def _window_sentence(policy: ReloadPolicy, hours: int) -> str:
