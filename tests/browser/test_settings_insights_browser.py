@@ -100,6 +100,7 @@ def test_the_runway_shows_and_the_recommended_settings_are_saved_in_one_click(
     expect(page.get_by_test_id("runway")).to_contain_text("At this rate your credits last")
     offer = page.get_by_test_id("recommendation")
     expect(offer).to_contain_text("Recommended: reload")
+    expect(offer).to_contain_text("the wallet spent $30.00")  # the page's spelling, not the API's
     snap(page, "recommendation")
     threshold = page.get_by_label("Minimum threshold (USD)").input_value()
     offer.get_by_role("button", name="Use these settings").click()

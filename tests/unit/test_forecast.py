@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refill.errors import ValidationFailed
-from refill.money import currency_info, is_whole_minor_units, minor_unit_micros
+from refill.money import currency_info, display_amount, is_whole_minor_units, minor_unit_micros
 from refill.portal.common import templates
 from refill.reload.policy import ReloadPolicy
 from refill.reload.settings import NO_SETTINGS
@@ -90,7 +90,7 @@ def test_flat_usage_recommends_the_busiest_two_hours_and_seven_days_of_usage() -
     assert advice.target_balance is None
     assert "A reload can take up to 2 hours" in advice.reasoning[1]
     assert advice.reasoning[-1] == (
-        "A fixed reload of $168.00 covers about 7 days of typical usage."
+        "A fixed reload of 168.00 USD covers about 7 days of typical usage."
     )
 
 
@@ -239,14 +239,18 @@ def test_a_yen_wallet_is_recommended_whole_yen_within_its_own_rails() -> None:
 
     assert advice.threshold == 3 * DOLLAR  # 3 yen in two hours
     assert advice.reload_amount == currency_info("JPY").min_reload  # 252 yen, raised to 500
-    assert "The reload is raised to the minimum reload of ¥500." in advice.reasoning
+    assert "The reload is raised to the minimum reload of 500 JPY." in advice.reasoning
 
 
-def test_the_reasoning_writes_amounts_as_people_read_them() -> None:
-    advice = recommend_usd(basis_of_hours([100 * DOLLAR] * 720))
+def test_the_reasoning_spells_amounts_as_the_api_does_or_as_the_page_does() -> None:
+    basis = basis_of_hours([100 * DOLLAR] * 720)
 
-    assert "The reload is capped at the maximum reload of $10,000.00." in advice.reasoning
-    assert "$2,400.00 a day on average" in advice.reasoning[0]
+    api = recommend_usd(basis)
+    page = recommend(basis, currency="USD", cover_days=7, policy=POLICY, spell=display_amount)
+
+    assert "The reload is capped at the maximum reload of 10000.00 USD." in api.reasoning
+    assert "The reload is capped at the maximum reload of $10,000.00." in page.reasoning
+    assert "$2,400.00 a day on average" in page.reasoning[0]
 
 
 @pytest.mark.parametrize(

@@ -196,7 +196,9 @@ def billing_context(
                 services.get_reload(db, agency_id=session.agency_id, attempt_id=added), names
             )
     shown_threshold = settings.threshold if settings.status != SettingsStatus.OFF else None
-    insight = forecasting.insights(db, refill.policy, agency_id=session.agency_id)
+    insight = forecasting.insights(
+        db, refill.policy, agency_id=session.agency_id, spell=display_amount
+    )
     return {
         # The runway is on the live part (it moves with the balance); the rest is not.
         "forecast": insight.forecast,

@@ -15,7 +15,7 @@ is integer micro-units; a rate is rounded half up to the micro-unit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -28,7 +28,7 @@ from refill.errors import ValidationFailed
 from refill.ids import wallet_id_for
 from refill.money import (
     currency_info,
-    display_amount,
+    format_amount,
     minor_unit_micros,
     round_up_to_minor_units,
 )
@@ -260,10 +260,13 @@ def _span(span: timedelta) -> str:
     return _hours(span / HOUR) if span < DAY else _days(span / DAY)
 
 
-def _money(micros: int, currency: str) -> str:
-    """An amount in a sentence as people read it (``$10,000.00``): the reasoning is prose,
-    the exact amounts are the answer's own fields."""
-    return display_amount(micros, currency)
+# How the reasoning writes an amount: the API's spelling (``10000.00 USD``, as everywhere
+# in the API), or the billing page's (``display_amount``: ``$10,000.00``).
+Spelling = Callable[[int, str], str]
+
+
+def api_spelling(micros: int, currency: str) -> str:
+    return f"{format_amount(micros, currency)} {currency}"
 
 
 def _window_sentence(policy: ReloadPolicy, hours: int) -> str:
@@ -276,14 +279,14 @@ def _window_sentence(policy: ReloadPolicy, hours: int) -> str:
     )
 
 
-def _fit(busiest: int, wanted: int, currency: str) -> tuple[int, int, list[str]]:
+def _fit(busiest: int, wanted: int, currency: str, spell: Spelling) -> tuple[int, int, list[str]]:
     """Threshold and reload within the currency's rails, in whole minor units, the reload
     above the threshold (fixed mode); what was changed to fit, in words."""
     bounds = currency_info(currency)
     unit = minor_unit_micros(currency)
 
     def money(micros: int) -> str:
-        return _money(micros, currency)
+        return spell(micros, currency)
 
     notes: list[str] = []
     threshold = round_up_to_minor_units(busiest, currency)
@@ -314,7 +317,12 @@ def _fit(busiest: int, wanted: int, currency: str) -> tuple[int, int, list[str]]
 
 
 def recommend(
-    basis: UsageBasis, *, currency: str, cover_days: int, policy: ReloadPolicy
+    basis: UsageBasis,
+    *,
+    currency: str,
+    cover_days: int,
+    policy: ReloadPolicy,
+    spell: Spelling = api_spelling,
 ) -> Recommendation:
     """A threshold that covers the most the wallet spent in any window as long as a reload
     can take (``reload_window_hours``, a sliding window over the basis's hours), and a
@@ -334,10 +342,10 @@ def recommend(
         return Recommendation(Mode.FIXED, None, None, None, cover_days, hours, why)
 
     def money(micros: int) -> str:
-        return _money(micros, currency)
+        return spell(micros, currency)
 
     busiest, at = busiest_window(basis.hourly, hours)
-    threshold, reload, notes = _fit(busiest, rate * cover_days, currency)
+    threshold, reload, notes = _fit(busiest, rate * cover_days, currency, spell)
     began = basis.hour_start(at).astimezone(basis.zone).strftime("%a %Y-%m-%d %H:%M")
     covered = f": a threshold of {money(threshold)} covers that" if threshold >= busiest else ""
     reasoning = (
@@ -423,16 +431,27 @@ class Insights:
 
 
 def insights(
-    db: Database, policy: ReloadPolicy, *, agency_id: str, cover_days: int = DEFAULT_COVER_DAYS
+    db: Database,
+    policy: ReloadPolicy,
+    *,
+    agency_id: str,
+    cover_days: int = DEFAULT_COVER_DAYS,
+    spell: Spelling = api_spelling,
 ) -> Insights:
-    """Both, from one read: what the billing page shows."""
+    """Both, from one read: what the billing page shows (with its own ``spell``)."""
     check_cover_days(cover_days)
 
     def work(tx: Tx) -> Insights:
         wallet = read_usage(tx, agency_id)
         return Insights(
             forecast(wallet.basis, available=wallet.available),
-            recommend(wallet.basis, currency=wallet.currency, cover_days=cover_days, policy=policy),
+            recommend(
+                wallet.basis,
+                currency=wallet.currency,
+                cover_days=cover_days,
+                policy=policy,
+                spell=spell,
+            ),
         )
 
     return db.read(work)
