@@ -72,6 +72,24 @@ def test_the_forecast_sums_usage_per_local_hour_and_counts_active_holds(busy: Ag
     assert (shown["currency"], shown["timezone"]) == ("USD", "America/New_York")
 
 
+def test_usage_is_summed_in_the_database_one_row_per_quarter_hour(busy: Agency) -> None:
+    for minute, reference in [(1, "a"), (5, "b"), (14, "c"), (16, "d")]:
+        busy.clock.set(TUESDAY_NINE + timedelta(days=1, minutes=minute))
+        assert busy.use("Sales", "0.50", reference).status_code == 201
+    start = TUESDAY_NINE + timedelta(days=1)
+
+    rows = busy.refill.db.read(
+        lambda tx: forecasting.usage_per_quarter(tx, busy.agency_id, start, busy.clock.now())
+    )
+
+    # 10:00-10:15 has three events and 10:15-10:30 one: two rows, not four.
+    assert [amount for _, amount in rows] == [DOLLAR + DOLLAR // 2, DOLLAR // 2]
+    assert sorted(moment for moment, _ in rows) == [
+        start + timedelta(minutes=1),
+        start + timedelta(minutes=16),
+    ]
+
+
 def test_the_recommendation_covers_the_busiest_two_hours_and_a_week_and_can_be_saved(
     busy: Agency,
 ) -> None:

@@ -401,17 +401,24 @@ def read_usage(tx: Tx, agency_id: str) -> WalletUsage:
         select(transfers.c.occurred_at).where(usage).order_by(transfers.c.occurred_at).limit(1)
     ).scalar()
     start = basis_start(end, first, zone)
-    points: list[tuple[datetime, int]] = []
-    if start is not None:
-        quarter = quarter_hour(tx)
-        rows = tx.conn.execute(
-            select(quarter, func.min(transfers.c.occurred_at), func.sum(transfers.c.amount))  # type: ignore[call-overload]
-            .where(usage, transfers.c.occurred_at >= start, transfers.c.occurred_at <= end)
-            .group_by(quarter)
-        ).all()
-        points = [(moment, int(amount)) for _, moment, amount in rows]
+    points = [] if start is None else usage_per_quarter(tx, agency_id, start, end)
     basis = usage_basis(points, start=start, end=end, zone=zone)
     return WalletUsage(basis, int(wallet.balance) - int(wallet.held), wallet.currency)
+
+
+def usage_per_quarter(
+    tx: Tx, agency_id: str, start: datetime, end: datetime
+) -> list[tuple[datetime, int]]:
+    """The agency's usage from ``start`` to ``end`` summed per quarter hour, as (the first
+    moment in it, the sum): one row per quarter hour with usage, whatever the events."""
+    quarter = quarter_hour(tx)
+    usage = (transfers.c.agency_id == agency_id) & (transfers.c.kind == "usage")
+    rows = tx.conn.execute(
+        select(quarter, func.min(transfers.c.occurred_at), func.sum(transfers.c.amount))  # type: ignore[call-overload]
+        .where(usage, transfers.c.occurred_at >= start, transfers.c.occurred_at <= end)
+        .group_by(quarter)
+    ).all()
+    return [(moment, int(amount)) for _, moment, amount in rows]
 
 
 def wallet_forecast(db: Database, *, agency_id: str) -> Forecast:

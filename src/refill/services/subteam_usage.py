@@ -87,10 +87,11 @@ def _bucket_end(now: datetime, granularity: Granularity, zone: ZoneInfo) -> date
 
 def quarter_hour(tx: Tx) -> object:
     """A transfer's quarter hour since the epoch, in this engine's SQL (the forecast
-    groups by it too)."""
+    groups by it too). On SQLite a floor division (``//``): SQLAlchemy writes ``/`` of two
+    integers as a true division, which made every event a group of its own."""
     if tx.dialect == "postgresql":
         return func.floor(extract("epoch", transfers.c.occurred_at) / QUARTER)
-    return cast(func.strftime("%s", transfers.c.occurred_at), Integer) / QUARTER
+    return cast(func.strftime("%s", transfers.c.occurred_at), Integer) // QUARTER
 
 
 def usage_series(
