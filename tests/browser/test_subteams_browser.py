@@ -192,3 +192,28 @@ def test_on_a_phone_both_pages_and_a_wrong_limit_fit_the_screen(
     )
     expect(phone).to_have_url(re.compile(r"/portal/team/subteams/sub_\w+\?notice=limits_saved$"))
     assert fits(phone)
+
+    # The minimum call balance: above the credits, new calls stop; the billing page says
+    # so and links back to where it is lowered.
+    phone.goto("/portal/team/subteams")
+    phone.get_by_label("Minimum call balance (USD)").fill("$200")
+    phone.get_by_role("button", name="Save the minimum").click()
+    expect(phone.get_by_role("status")).to_have_text(
+        "Minimum call balance saved: new calls are accepted while more than $200.00 is "
+        "available. $82.85 is available now, so new calls are refused."
+    )
+    assert fits(phone)
+    snap(phone, "min-call-balance-saved")
+    subteam, secret = teams["Sales"]
+    with client(server, secret) as api:
+        refused = call(api, "POST", "/v1/calls/authorize", 200, json={"subteam_id": subteam})
+    assert (refused["allowed"], refused["reason"]) == (False, "no_credits")
+    phone.goto("/portal/team/billing")
+    expect(phone.get_by_test_id("service")).to_contain_text("Below your minimum call balance")
+    phone.get_by_role("link", name="lower the minimum").click()
+    phone.get_by_label("Minimum call balance (USD)").fill("")
+    phone.get_by_role("button", name="Save the minimum").click()
+    expect(phone.get_by_role("status")).to_contain_text("while any credit is available")
+    with client(server, secret) as api:
+        allowed = call(api, "POST", "/v1/calls/authorize", 200, json={"subteam_id": subteam})
+    assert allowed["allowed"] is True

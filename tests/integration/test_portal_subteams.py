@@ -325,6 +325,108 @@ def test_a_wrong_limit_is_shown_at_its_field_and_nothing_changes(
     assert (read(svc, owner, sales), actions(svc, owner)) == before
 
 
+# --- the minimum call balance ----------------------------------------------------------------
+
+
+FLOOR = f"{PAGE}/min-call-balance"
+
+
+def floor_of(svc: Refill, agency: Agency) -> int:
+    return services.get_agency(svc.db, agency.id).min_call_balance
+
+
+def test_the_minimum_call_balance_typed_as_owners_write_it_refuses_calls_below_it(
+    svc: Refill, api: TestClient, owner: Agency
+) -> None:
+    sales = new_subteam(svc, owner, "Sales")
+    assert 'value="0.00"' in api.get(PAGE).text
+
+    saved = send(api, FLOOR, {"min_call_balance": "$1,000"})
+
+    assert saved.status_code == 303
+    assert saved.headers["location"] == f"{PAGE}?notice=floor_saved#calls"
+    page = words_of(api.get(saved.headers["location"]).text)
+    assert (
+        "Minimum call balance saved: new calls are accepted while more than $1,000.00 is "
+        "available. $1,000.00 is available now, so new calls are refused." in page
+    )
+    assert floor_of(svc, owner) == 1_000 * USD
+    assert authorize(api, owner.api_key, sales) == {
+        "allowed": False,
+        "reason": "no_credits",
+        "available": "1000.00",
+        "currency": "USD",
+    }
+    entry = services.list_audit_log(svc.db, agency_id=owner.id, action="agency.updated").data[0]
+    assert entry.actor.startswith("user:")
+    assert (entry.before, entry.after) == (
+        {"min_call_balance": "0.00"},
+        {"min_call_balance": "1000.00"},
+    )
+    billing = words_of(api.get("/portal/team/billing").text)
+    assert "Below your minimum call balance of $1,000.00: new calls are refused." in billing
+
+    emptied = send(api, FLOOR, {"min_call_balance": ""})
+
+    assert emptied.status_code == 303
+    assert floor_of(svc, owner) == 0
+    assert (
+        "new calls are accepted while any credit is available"
+        in api.get(emptied.headers["location"]).text
+    )
+    assert authorize(api, owner.api_key, sales)["allowed"] is True
+
+
+@pytest.mark.parametrize(
+    ("typed", "words"),
+    [
+        pytest.param("five", "The minimum call balance must be an amount such as 50", id="words"),
+        pytest.param("-5", "The minimum call balance must be", id="negative"),
+        pytest.param("1,00.5", "The minimum call balance must be an amount", id="commas"),
+        pytest.param(
+            "0.0000001", "The minimum call balance has more than 6 decimal places", id="digits"
+        ),
+    ],
+)
+def test_a_wrong_minimum_call_balance_is_shown_at_its_field_and_nothing_changes(
+    svc: Refill, api: TestClient, owner: Agency, typed: str, words: str
+) -> None:
+    before = (floor_of(svc, owner), actions(svc, owner))
+
+    answer = send(api, FLOOR, {"min_call_balance": typed})
+
+    assert answer.status_code == 422
+    field = part(
+        r'<input id="f-min_call_balance".*?<p class="field-error"[^>]*>.*?</p>', answer.text
+    )
+    assert 'aria-invalid="true"' in field
+    said = words_of(part(r'<p class="field-error"[^>]*>(.*?)</p>', field, 1))
+    assert said.startswith(words)
+    assert said.endswith("; 0 or empty: any available credit is enough.")
+    assert f'value="{typed}"' in answer.text
+    assert (floor_of(svc, owner), actions(svc, owner)) == before
+
+
+def test_a_member_sees_the_minimum_call_balance_and_cannot_change_it(
+    svc: Refill, api: TestClient, owner: Agency
+) -> None:
+    services.update_agency(
+        svc.db,
+        agency_id=owner.id,
+        change=services.AgencyChange(min_call_balance=5 * USD),
+        actor="test",
+    )
+    api.cookies.clear()
+    assert sign_in(api, add_person(svc, owner, MemberRole.MEMBER)).status_code == 303
+
+    page = api.get(PAGE).text
+
+    assert words_of(part(r'<p data-testid="floor">.*?</p>', page)) == "$5.00"
+    assert 'name="min_call_balance"' not in page
+    assert send(api, FLOOR, {"min_call_balance": "1"}).status_code == 403
+    assert floor_of(svc, owner) == 5 * USD
+
+
 # --- a subteam's page ----------------------------------------------------------------------
 
 

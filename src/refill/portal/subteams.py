@@ -4,7 +4,9 @@ The list shows every active subteam's status, its spend today and this month aga
 limits, and the credits its live calls hold; owners and admins pause and resume a subteam
 from it. A subteam's own page adds its spend limits (typed as the owner writes amounts,
 "$50" or "1,000.50"; empty removes one), its usage per day or per hour, and its live
-calls' holds. Days and months are the agency's, in its time zone. Every form works without
+calls' holds. The list also sets the agency's minimum call balance: new calls, of every
+subteam, are accepted while available credits are above it. Days and months are the
+agency's, in its time zone. Every form works without
 JavaScript (POST, then 303 back with a notice, or the page again with the errors next to
 their fields); ``subteams.js`` draws the usage chart.
 """
@@ -40,6 +42,7 @@ PAGE = "/portal/team/subteams"
 
 # The limits form's fields, by what the page calls them.
 LIMITS = {"daily_spend_limit": "daily limit", "monthly_spend_limit": "monthly limit"}
+FLOOR = "min_call_balance"
 # The chart's ranges: the picker's key, the series' step, and what the page calls it.
 RANGES = {"30d": ("day", "the last 30 days"), "24h": ("hour", "the last 24 hours")}
 HOLDS_SHOWN = 50
@@ -86,6 +89,8 @@ def _notice(notice: str | None, name: str | None, currency: str, team: Subteam |
     if notice == "resumed":
         within = ", within its limits" if team is not None and team.limited else ""
         return f"{who} is resumed: its calls are accepted again{within}."
+    if notice == "floor_saved":
+        return ""  # said by render_list, which knows the amount
     if notice == "limits_saved" and team is not None:
         daily = _limit_words(team.daily_spend_limit, "daily", "a day", currency)
         monthly = _limit_words(team.monthly_spend_limit, "monthly", "a month", currency)
@@ -102,6 +107,7 @@ def _base(refill: Refill, session: PortalSession) -> dict[str, Any]:
         "agencies": members.agencies_of(db, user_id=session.user_id),
         "zone": zone.key,
         "cur": agency.currency,
+        "floor": agency.min_call_balance,
         "when": lambda moment: local_time(moment, zone),
     }
 
@@ -113,20 +119,36 @@ def render_list(
     *,
     notice: str | None = None,
     subteam_id: str | None = None,
+    status: int = 200,
+    form: FormState | None = None,
 ) -> HTMLResponse:
     context = _base(refill, session)
     listed = services.list_subteams(refill.db, agency_id=session.agency_id, limit=services.MAX_PAGE)
     rows = [row_of(t, context["cur"]) for t in listed.data]
     named = next((r["team"] for r in rows if r["team"].id == subteam_id), None)
+    said = _notice(notice, named.name if named else None, context["cur"], named)
+    if notice == "floor_saved":
+        said = f"Minimum call balance saved: {_floor_words(context['floor'], context['cur'])}."
+        wallet = services.get_wallet(refill.db, refill.policy, agency_id=session.agency_id)
+        if not wallet.takes_calls:
+            now = display_amount(wallet.available, context["cur"])
+            said += f" {now} is available now, so new calls are refused."
     context.update(
         rows=rows,
         more=listed.next_cursor is not None,
-        notice=_notice(notice, named.name if named else None, context["cur"], named),
+        form=form or FormState(),
+        notice=said,
         # The row the notice is about, marked (the page opens at the top, on the notice).
         changed=named.id if named and notice else None,
         view="list",
     )
-    return page(request, "subteams.html", context)
+    return page(request, "subteams.html", context, status=status)
+
+
+def _floor_words(floor: int, currency: str) -> str:
+    if floor <= 0:
+        return "new calls are accepted while any credit is available"
+    return f"new calls are accepted while more than {display_amount(floor, currency)} is available"
 
 
 def _read(refill: Refill, session: PortalSession, subteam_id: str) -> Subteam:
@@ -266,23 +288,70 @@ def _back(to: str, subteam_id: str, notice: str) -> RedirectResponse:
     return RedirectResponse(f"{PAGE}?{query}", status_code=303)
 
 
-def _typed_limit(text: str, name: str, currency: str, form: FormState) -> int | None:
-    """A limit as typed (None: left empty, no limit); a wrong one goes next to its field."""
+def _typed(
+    text: str, name: str, label: str, currency: str, form: FormState, *, empty: str, zero: bool
+) -> int | None:
+    """An amount as typed (None: left empty); a wrong one goes next to its field, with what
+    an empty field means (``empty``). Zero is allowed when ``zero``, never less."""
     if not text.strip():
         return None
-    label = LIMITS[name]
     try:
         micros = parse_typed_amount(text, currency, field=name)
     except RefillError as exc:
         said = re.sub(r"\s*\(got .*\)$", "", exc.message.removeprefix(name).strip())
         if said.startswith("must be an amount"):
             said = "must be an amount such as 50 or 1,000.50"
-        form.errors[name] = f"The {label} {said}; leave it empty for no limit."
+        form.errors[name] = f"The {label} {said}; {empty}."
         return None
-    if micros <= 0:
-        form.errors[name] = f"The {label} must be more than zero; leave it empty for no limit."
+    if micros < 0 or (micros == 0 and not zero):
+        more = "zero or more" if zero else "more than zero"
+        form.errors[name] = f"The {label} must be {more}; {empty}."
         return None
     return micros
+
+
+def _typed_limit(text: str, name: str, currency: str, form: FormState) -> int | None:
+    """A limit as typed (None: left empty, no limit)."""
+    return _typed(
+        text, name, LIMITS[name], currency, form, empty="leave it empty for no limit", zero=False
+    )
+
+
+@router.post("/team/subteams/min-call-balance")
+def save_call_floor(
+    request: Request,
+    session: Signed,
+    refill: Service,
+    min_call_balance: Annotated[str, Form(max_length=60)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    """The agency's minimum call balance, typed as owners write amounts (empty: 0, any
+    available credit is enough); a wrong one changes nothing. Audited by the service."""
+    allowed_to_change(session, csrf_token)
+    currency = services.get_agency(refill.db, session.agency_id).currency
+    form = FormState({FLOOR: min_call_balance})
+    floor = _typed(
+        min_call_balance,
+        FLOOR,
+        "minimum call balance",
+        currency,
+        form,
+        empty="0 or empty: any available credit is enough",
+        zero=True,
+    )
+    if not form.errors:
+        try:
+            services.update_agency(
+                refill.db,
+                agency_id=session.agency_id,
+                change=services.AgencyChange(min_call_balance=floor or 0),
+                actor=session.actor,
+            )
+        except RefillError as exc:
+            form.refused(exc, FLOOR)
+    if form.errors:
+        return render_list(request, refill, session, status=422, form=form)
+    return RedirectResponse(f"{PAGE}?notice=floor_saved#calls", status_code=303)
 
 
 @router.post("/team/subteams/{subteam_id}/limits")
