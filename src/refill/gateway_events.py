@@ -32,7 +32,7 @@ from refill.gateway.base import (
     PaymentReport,
 )
 from refill.money import to_minor_units
-from refill.reload import card_list, chain
+from refill.reload import card_list, chain, settings_store
 from refill.reload import settings as reload_settings
 from refill.reload.attempt import ReloadAttempt, attempt_from_row
 from refill.reload.machine import record_charge_outcome
@@ -224,7 +224,7 @@ def _card_detached(tx: Tx, gateway: str, card: CardReport) -> Outcome:
         current = reload_settings.get_settings(tx, saved.agency_id)
         after = chain.drop_card(tx, saved.agency_id, current, saved.id, actor=gateway)
         if after is not None and after.payment_method_id is None:
-            reload_settings.suspend(
+            settings_store.suspend(
                 tx,
                 saved.agency_id,
                 agency_currency(tx, saved.agency_id),

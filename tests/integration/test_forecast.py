@@ -18,6 +18,7 @@ from refill.api import insights
 from refill.bootstrap import Refill
 from refill.clock import FrozenClock
 from refill.services import forecast as forecasting
+from refill.services import recommendation as recommending
 from refill.web import create_app
 from tests.support.subteam_api import Agency, assert_problem
 
@@ -184,9 +185,9 @@ def test_only_the_last_30_days_of_this_wallet_count(
     assert found.since == now - timedelta(days=30)
     assert found.burn_rate_per_day == 100_000  # 3.00 over 30 days
     assert found.available == 897 * DOLLAR
-    both = forecasting.insights(svc.db, svc.policy, agency_id=ours.agency_id)
+    both = recommending.insights(svc.db, svc.policy, agency_id=ours.agency_id)
     assert both.forecast == found
-    advice = forecasting.recommend_auto_reload(svc.db, svc.policy, agency_id=ours.agency_id)
+    advice = recommending.recommend_auto_reload(svc.db, svc.policy, agency_id=ours.agency_id)
     assert both.recommendation == advice
     assert advice.threshold == 3 * DOLLAR
 

@@ -15,7 +15,7 @@ from refill import services
 from refill.bootstrap import Refill
 from refill.clock import FrozenClock
 from refill.db.database import Tx
-from refill.reload import card_list
+from refill.reload import card_list, settings_store
 from refill.reload import settings as reload_settings
 from refill.reload.settings import SettingsChange
 from refill.reload.states import SettingsStatus
@@ -124,7 +124,7 @@ def test_saving_the_form_while_suspended_still_turns_it_on_again(
     owner.skip("visa")
 
     def suspend(tx: Tx) -> None:
-        reload_settings.suspend(tx, owner.agency.id, "USD", "expired_card")
+        settings_store.suspend(tx, owner.agency.id, "USD", "expired_card")
 
     svc.db.write(suspend)
 

@@ -17,7 +17,8 @@ from refill.db.database import Tx
 from refill.db.schema import reload_attempts
 from refill.ids import new_id, wallet_id_for
 from refill.reload.policy import ReloadPolicy
-from refill.reload.settings import AutoReloadSettings, write_settings
+from refill.reload.settings import AutoReloadSettings
+from refill.reload.settings_store import write_settings
 from refill.reload.states import AttemptStatus, DecisionAction, Mode, SettingsStatus, Trigger
 from refill.reload.trigger import RailCounts, decide, trigger_auto_reload, wants_reload
 

@@ -19,16 +19,12 @@ from refill.portal.common import templates
 from refill.reload.policy import ReloadPolicy
 from refill.reload.settings import NO_SETTINGS
 from refill.reload.states import Mode
-from refill.services.forecast import (
-    Forecast,
-    UsageBasis,
-    basis_start,
+from refill.services.forecast import Forecast, UsageBasis, basis_start, forecast, usage_basis
+from refill.services.recommendation import (
     busiest_window,
-    forecast,
     recommend,
     reload_cover_days,
     reload_window_hours,
-    usage_basis,
 )
 
 END = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)  # a Thursday

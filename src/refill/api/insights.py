@@ -14,6 +14,7 @@ from refill.api.deps import Owner, Service
 from refill.api.problems import problems
 from refill.reload.states import Mode
 from refill.services import forecast as forecasting
+from refill.services import recommendation as recommending
 
 router = APIRouter(prefix="/v1/wallet", tags=["wallet"], responses=problems(401, 403, 413, 422))
 
@@ -77,7 +78,7 @@ class RecommendationOut(BaseModel):
     reasoning: list[str] = Field(description="Short sentences with the figures behind it.")
 
     @classmethod
-    def of(cls, r: forecasting.Recommendation, currency: str) -> RecommendationOut:
+    def of(cls, r: recommending.Recommendation, currency: str) -> RecommendationOut:
         return cls(
             mode="target" if r.mode is Mode.TARGET else "fixed",
             threshold=s.fmt(r.threshold, currency),
@@ -104,21 +105,21 @@ CoverDays = Annotated[
     Query(
         description="Days of typical usage a reload should cover, 1 to 90 (422 "
         "invalid_cover_days otherwise).",
-        json_schema_extra={"minimum": 1, "maximum": forecasting.MAX_COVER_DAYS},
+        json_schema_extra={"minimum": 1, "maximum": recommending.MAX_COVER_DAYS},
     ),
 ]
 
 
 @router.get("/auto-reload/recommendation", operation_id="get_auto_reload_recommendation")
 def get_auto_reload_recommendation(
-    p: Owner, refill: Service, cover_days: CoverDays = forecasting.DEFAULT_COVER_DAYS
+    p: Owner, refill: Service, cover_days: CoverDays = recommending.DEFAULT_COVER_DAYS
 ) -> RecommendationOut:
     """Auto-reload settings fitted to the wallet's last 30 days: a threshold that covers the
     most it spent in any window as long as a reload can take (a retry after a soft decline
     included), and a reload amount that covers ``cover_days`` of typical usage, both within
     the currency's bounds. Without usage yet: 200 with null amounts, and the reasoning says
     so. Nothing is changed; send the figures to PUT /v1/wallet/auto-reload to use them."""
-    recommendation = forecasting.recommend_auto_reload(
+    recommendation = recommending.recommend_auto_reload(
         refill.db, refill.policy, agency_id=p.agency_id, cover_days=cover_days
     )
     return RecommendationOut.of(recommendation, p.currency)

@@ -21,8 +21,8 @@ from refill.portal.common import NOTICES, FormState
 from refill.reload.attempt import ReloadAttempt
 from refill.reload.settings import MAX_CARDS, AutoReloadSettings
 from refill.reload.states import AttemptStatus, SettingsStatus
-from refill.services import forecast as forecasting
 from refill.services import history, members
+from refill.services import recommendation as recommending
 from refill.services.explain import explain_auto_reload
 from refill.services.history_filters import ReloadFilter, reload_filter
 from refill.services.sessions import PortalSession
@@ -196,14 +196,14 @@ def billing_context(
                 services.get_reload(db, agency_id=session.agency_id, attempt_id=added), names
             )
     shown_threshold = settings.threshold if settings.status != SettingsStatus.OFF else None
-    insight = forecasting.insights(
+    insight = recommending.insights(
         db, refill.policy, agency_id=session.agency_id, spell=display_amount
     )
     return {
         # The runway is on the live part (it moves with the balance); the rest is not.
         "forecast": insight.forecast,
         "recommendation": insight.recommendation if full_page else None,
-        "reload_cover_days": forecasting.reload_cover_days(
+        "reload_cover_days": recommending.reload_cover_days(
             settings, insight.forecast.burn_rate_per_day
         ),
         "session": session,

@@ -24,7 +24,7 @@ from refill.db.database import Tx
 from refill.db.schema import reload_attempts
 from refill.ids import new_id, wallet_id_for
 from refill.notify import reloads as notices
-from refill.reload import card_list
+from refill.reload import card_list, settings_store
 from refill.reload import settings as reload_settings
 from refill.reload.attempt import ReloadAttempt
 from refill.reload.policy import DeclineClass, ReloadPolicy
@@ -100,7 +100,7 @@ def after_auto_decline(
             if several
             else f"the card was declined ({code}) and will not work again; choose another card"
         )
-        reload_settings.suspend(tx, attempt.agency_id, attempt.currency, reason)
+        settings_store.suspend(tx, attempt.agency_id, attempt.currency, reason)
         return
     if delay is None:
         tries = attempt.retry_number + 1
@@ -109,7 +109,7 @@ def after_auto_decline(
             if several
             else f"the card was declined {tries} times in a row (last: {code})"
         )
-        reload_settings.suspend(tx, attempt.agency_id, attempt.currency, reason)
+        settings_store.suspend(tx, attempt.agency_id, attempt.currency, reason)
         return
     _follow(
         tx,
@@ -165,7 +165,7 @@ def drop_card(
     after = replace(
         current, cards=cards, payment_method_id=cards[0].payment_method_id if cards else None
     )
-    reload_settings.save(
+    settings_store.save(
         tx,
         agency_id,
         actor=actor,

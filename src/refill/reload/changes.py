@@ -10,6 +10,7 @@ from refill.cards import get_payment_method
 from refill.db.database import Tx
 from refill.notify import reloads as notices
 from refill.reload import settings as reload_settings
+from refill.reload import settings_store
 from refill.reload.machine import cancel_waiting_retries
 from refill.reload.policy import ReloadPolicy
 from refill.reload.settings import AutoReloadSettings, SettingsChange
@@ -82,7 +83,7 @@ def change_settings(
     if plan.unchanged:
         return plan
     cancel_waiting_retries(tx, agency_id)
-    before, after = reload_settings.save(
+    before, after = settings_store.save(
         tx, agency_id, actor=actor, before=plan.current, after=plan.merged, currency=currency
     )
     notices.settings_updated(tx, agency_id=agency_id, actor=actor, before=before, after=after)
@@ -96,6 +97,6 @@ def reevaluate_after_block(tx: Tx, agency_id: str) -> str | None:
     settings = reload_settings.get_settings(tx, agency_id)
     if settings.blocked_until is None or settings.blocked_until > tx.now:
         return None
-    reload_settings.set_block(tx, agency_id, None, None)
+    settings_store.set_block(tx, agency_id, None, None)
     currency = agency_currency(tx, agency_id)
     return trigger_auto_reload(tx, agency_id=agency_id, available=available, currency=currency)

@@ -36,7 +36,7 @@ from refill.errors import Conflict, NotFound
 from refill.gateway.base import ChargeResult, ChargeStatus
 from refill.ids import wallet_id_for
 from refill.notify import reloads as notices
-from refill.reload import chain
+from refill.reload import chain, settings_store
 from refill.reload import settings as reload_settings
 from refill.reload.attempt import (
     ClaimedAttempt,
@@ -153,7 +153,7 @@ def _block(tx: Tx, attempt: ReloadAttempt, decision: Decision) -> None:
         failure_message=decision.message,
         blocked_until=decision.until,
     )
-    reload_settings.set_block(tx, attempt.agency_id, decision.rail, decision.until)
+    settings_store.set_block(tx, attempt.agency_id, decision.rail, decision.until)
     log.warning(
         "auto-reload of agency %s blocked by its %s until %s: %s",
         attempt.agency_id,

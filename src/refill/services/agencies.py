@@ -22,6 +22,7 @@ from refill.errors import (
 from refill.ids import new_id, wallet_id_for
 from refill.money import check_currency, currency_info, format_amount
 from refill.reload import settings as reload_settings
+from refill.reload import settings_store
 from refill.roles import KeyRole
 from refill.services.keys import IssuedKey, issue_key
 from refill.services.members import normalize_email
@@ -216,7 +217,7 @@ def set_low_balance_alert(db: Database, *, agency_id: str, alert: int | None, ac
         tx.conn.execute(
             update(agencies).where(agencies.c.id == agency_id).values(low_balance_alert=alert)
         )
-        reload_settings.refresh_levels(tx, agency_id, reload_settings.get_settings(tx, agency_id))
+        settings_store.refresh_levels(tx, agency_id, reload_settings.get_settings(tx, agency_id))
         audit.record(
             tx,
             agency_id=agency_id,
