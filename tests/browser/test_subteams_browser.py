@@ -1,7 +1,8 @@
 """The Subteams page in a real browser (Debian's Chromium through Playwright, against
 `refill serve`): an owner pauses one subteam by clicking, and over HTTP that subteam's
-calls and usage are refused while the other's go on; a subteam's own page with its usage
-chart, limits and live calls; and both pages on a phone, where nothing scrolls sideways."""
+calls and usage are refused while the other's go on, and the table shows new usage by
+itself; a subteam's own page with its usage chart, limits and live calls; the minimum call
+balance; and both pages on a phone, where nothing scrolls sideways."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable
 import httpx
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
-from tests.browser.conftest import fits_the_screen, signed_in
+from tests.browser.conftest import SEEN_WITHIN_MS, fits_the_screen, signed_in
 from tests.support.server import Server, call, client
 
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
@@ -120,6 +121,10 @@ def test_pause_a_subteam_from_the_page_and_see_its_calls_refused_while_anothers_
     allowed = authorize(server, support)
     assert (allowed["allowed"], allowed["reason"]) == (True, "credits_available")
     assert usage(server, support, "Support-after-pause").status_code == 201
+    # The table refreshes itself: Support's new usage shows without a reload.
+    expect(support_row.get_by_test_id("today")).to_contain_text(
+        "$4.00 today", timeout=SEEN_WITHIN_MS
+    )
 
     page.get_by_role("link", name="Support", exact=True).click()
     expect(page.get_by_role("heading", name="Support", exact=True)).to_be_visible()

@@ -105,7 +105,12 @@ def test_the_sign_in_form_without_its_csrf_cookie_is_refused(
 
 
 def test_without_a_session_the_pages_send_the_browser_to_sign_in(client: TestClient) -> None:
-    for path in ("/portal/team/billing", "/portal/team/billing/live", "/portal/team/members"):
+    for path in (
+        "/portal/team/billing",
+        "/portal/team/billing/live",
+        "/portal/team/members",
+        "/portal/team/subteams/live",
+    ):
         response = client.get(path, follow_redirects=False)
         assert (response.status_code, response.headers["location"]) == (303, "/portal/login")
 

@@ -160,6 +160,22 @@ def test_the_table_shows_each_subteams_spend_against_its_limits_and_what_it_hold
     assert 'aria-label="Pause Sales"' in page.text
 
 
+def test_the_table_alone_is_served_for_the_page_to_refresh_itself(
+    svc: Refill, api: TestClient, owner: Agency
+) -> None:
+    sales = new_subteam(svc, owner, "Sales")
+    assert 'data-live-url="/portal/team/subteams/live"' in api.get(PAGE).text
+
+    spend(svc, owner, sales, 12_400_000, "u1")
+    live = api.get(f"{PAGE}/live")
+
+    assert live.status_code == 200
+    assert "$12.40 today" in row(live.text, sales)
+    assert "Pause Sales" in live.text
+    assert "<html" not in live.text
+    assert "Minimum call balance" not in live.text  # its form is not refreshed under the owner
+
+
 def test_a_subteam_at_its_daily_limit_says_so(svc: Refill, api: TestClient, owner: Agency) -> None:
     sales = new_subteam(svc, owner, "Sales")
     limit(svc, owner, sales, 10 * USD, None)

@@ -123,8 +123,8 @@ def render_list(
     form: FormState | None = None,
 ) -> HTMLResponse:
     context = _base(refill, session)
-    listed = services.list_subteams(refill.db, agency_id=session.agency_id, limit=services.MAX_PAGE)
-    rows = [row_of(t, context["cur"]) for t in listed.data]
+    context.update(_rows(refill, session, context["cur"]))
+    rows = context["rows"]
     named = next((r["team"] for r in rows if r["team"].id == subteam_id), None)
     said = _notice(notice, named.name if named else None, context["cur"], named)
     if notice == "floor_saved":
@@ -134,8 +134,6 @@ def render_list(
             now = display_amount(wallet.available, context["cur"])
             said += f" {now} is available now, so new calls are refused."
     context.update(
-        rows=rows,
-        more=listed.next_cursor is not None,
         form=form or FormState(),
         notice=said,
         # The row the notice is about, marked (the page opens at the top, on the notice).
@@ -143,6 +141,15 @@ def render_list(
         view="list",
     )
     return page(request, "subteams.html", context, status=status)
+
+
+def _rows(refill: Refill, session: PortalSession, currency: str) -> dict[str, Any]:
+    """The list's rows (the first page of active subteams) and whether there are more."""
+    listed = services.list_subteams(refill.db, agency_id=session.agency_id, limit=services.MAX_PAGE)
+    return {
+        "rows": [row_of(t, currency) for t in listed.data],
+        "more": listed.next_cursor is not None,
+    }
 
 
 def _floor_words(floor: int, currency: str) -> str:
@@ -262,6 +269,15 @@ def subteams_page(
     subteam: str | None = None,
 ) -> HTMLResponse:
     return render_list(request, refill, session, notice=notice, subteam_id=subteam)
+
+
+@router.get("/team/subteams/live")
+def subteams_live(request: Request, session: Signed, refill: Service) -> HTMLResponse:
+    """The list alone, for subteams.js to swap in every few seconds (before the subteam
+    route, which would take "live" for an id)."""
+    context = _base(refill, session)
+    context.update(_rows(refill, session, context["cur"]))
+    return page(request, "_subteams_list.html", context)
 
 
 @router.get("/team/subteams/{subteam_id}")
