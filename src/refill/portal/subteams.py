@@ -6,9 +6,9 @@ from it. A subteam's own page adds its spend limits (typed as the owner writes a
 "$50" or "1,000.50"; empty removes one), its usage per day or per hour, and its live
 calls' holds. The list also sets the agency's minimum call balance: new calls, of every
 subteam, are accepted while available credits are above it. Days and months are the
-agency's, in its time zone. Every form works without
-JavaScript (POST, then 303 back with a notice, or the page again with the errors next to
-their fields); ``subteams.js`` draws the usage chart.
+agency's, in its time zone. Every form works without JavaScript (POST, then 303 back with
+a notice, or the page again with the errors next to their fields); ``subteams.js`` keeps
+the list fresh and draws the usage chart.
 """
 
 from __future__ import annotations
@@ -89,8 +89,6 @@ def _notice(notice: str | None, name: str | None, currency: str, team: Subteam |
     if notice == "resumed":
         within = ", within its limits" if team is not None and team.limited else ""
         return f"{who} is resumed: its calls are accepted again{within}."
-    if notice == "floor_saved":
-        return ""  # said by render_list, which knows the amount
     if notice == "limits_saved" and team is not None:
         daily = _limit_words(team.daily_spend_limit, "daily", "a day", currency)
         monthly = _limit_words(team.monthly_spend_limit, "monthly", "a month", currency)
