@@ -1,10 +1,9 @@
 // Progressive enhancement for the billing page: every form works without this file.
-// It keeps the live part of the page (wallet, status, history) fresh, draws the balance
-// chart with the vendored Chart.js, and, in Stripe mode, collects a card with Stripe.js.
+// With live.js it keeps the live part of the page (wallet, status, history) fresh; it
+// draws the balance chart with the vendored Chart.js, and, in Stripe mode, collects a card
+// with Stripe.js.
 (function () {
   "use strict";
-  var REFRESH_MS = 4000;
-  var live = document.getElementById("live");
   var canvas = document.getElementById("balance-chart");
   var chart = null;
 
@@ -143,20 +142,6 @@
     show();
   }
 
-  function refresh() {
-    if (!live || document.hidden) { return; }
-    // Not while the owner is typing in the history's filter: the refresh would wipe it.
-    if (live.contains(document.activeElement) && document.activeElement.form) { return; }
-    fetch(live.getAttribute("data-live-url"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (response) {
-        if (response.redirected || !response.ok) { return null; }
-        return response.text();
-      })
-      .then(function (html) {
-        if (html !== null && html !== undefined) { live.innerHTML = html; drawChart(); }
-      })
-      .catch(function () { /* offline for a moment: try again at the next tick */ });
-  }
 
   function stripeCard() {
     var box = document.getElementById("stripe-card");
@@ -195,5 +180,5 @@
   drawChart();
   modeFields();
   stripeCard();
-  if (live) { window.setInterval(refresh, REFRESH_MS); }
+  window.keepLive(drawChart);
 }());

@@ -1,30 +1,8 @@
 // Progressive enhancement for the Subteams pages: every form works without this file.
-// On the list, it keeps the table fresh (spend, holds, status) every few seconds. On a
+// On the list, it keeps the table fresh (spend, holds, status) with live.js. On a
 // subteam's page, it draws the subteam's usage (spend per hour or per day, in the agency's
 // time zone) with the vendored Chart.js, and lets the owner pick the range.
-(function () {
-  "use strict";
-  var REFRESH_MS = 4000;
-  var live = document.getElementById("live");
-  if (!live) { return; }
-
-  function refresh() {
-    if (document.hidden) { return; }
-    // Not while a button of the table has the focus: the owner is about to press it.
-    if (live.contains(document.activeElement) && document.activeElement.form) { return; }
-    fetch(live.getAttribute("data-live-url"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (response) {
-        if (response.redirected || !response.ok) { return null; }
-        return response.text();
-      })
-      .then(function (html) {
-        if (html !== null && html !== undefined) { live.innerHTML = html; }
-      })
-      .catch(function () { /* offline for a moment: try again at the next tick */ });
-  }
-
-  window.setInterval(refresh, REFRESH_MS);
-})();
+window.keepLive();
 
 (function () {
   "use strict";
