@@ -250,6 +250,21 @@ def test_the_reasoning_spells_amounts_as_the_api_does_or_as_the_page_does() -> N
 
 
 @pytest.mark.parametrize(
+    ("hours", "said"),
+    [
+        pytest.param(1, "Over the last hour the wallet spent", id="an-hour"),
+        pytest.param(5, "Over the last 5 hours the wallet spent", id="hours"),
+        pytest.param(24, "Over the last day the wallet spent", id="a-day"),
+        pytest.param(720, "Over the last 30 days the wallet spent", id="days"),
+    ],
+)
+def test_the_reasoning_names_the_basis_as_people_say_it(hours: int, said: str) -> None:
+    advice = recommend_usd(basis_of_hours([DOLLAR] * hours))
+
+    assert advice.reasoning[0].startswith(said)
+
+
+@pytest.mark.parametrize(
     ("cover_days", "reload"),
     [
         pytest.param(1, 24 * DOLLAR, id="one-day"),

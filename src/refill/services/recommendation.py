@@ -98,7 +98,9 @@ def _hours(count: float) -> str:
 
 
 def _span(span: timedelta) -> str:
-    return _hours(span / HOUR) if span < DAY else _days(span / DAY)
+    """ "the last hour", "the last 5.5 hours", "the last day", "the last 30 days"."""
+    words = _hours(span / HOUR) if span < DAY else _days(span / DAY)
+    return words.removeprefix("1 ")
 
 
 # How the reasoning writes an amount: the API's spelling (``10000.00 USD``, as everywhere
