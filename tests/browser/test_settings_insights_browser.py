@@ -66,6 +66,9 @@ def test_settings_are_tried_on_the_last_days_and_drawn_before_they_are_saved(
     # Applied from the wallet's opening (0.00, below 25.00): one reload of 40.00 at once.
     expect(backtest.get_by_test_id("bt-reloads")).to_have_text("1")
     expect(backtest.get_by_test_id("bt-charged")).to_have_text("$40.00")
+    expect(backtest.get_by_test_id("bt-opening")).to_contain_text(
+        "from its balance of $0.00: below this threshold, so these settings reload at once."
+    )
     expect(page.get_by_text("Auto Reload settings saved.")).to_have_count(0)
     expect(page.get_by_label("Minimum threshold (USD)")).to_have_value("$25")
     # Chart.js draws once its deferred script has run, after the text above is shown.

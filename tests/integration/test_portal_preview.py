@@ -4,7 +4,7 @@ could not be saved are named at their field."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +12,10 @@ from fastapi.testclient import TestClient
 from refill import services
 from refill.bootstrap import Refill
 from refill.clock import FrozenClock
-from refill.reload.settings import SettingsChange
+from refill.portal.preview import opening_words
+from refill.reload.replay import Replay
+from refill.reload.settings import NO_SETTINGS, SettingsChange
+from refill.services import preview as previews
 from tests.support.portal import Agency, make_agency, page_csrf, sign_in
 
 FORM = "/portal/team/billing/auto-reload/preview"
@@ -54,10 +57,11 @@ def test_trying_settings_shows_them_beside_what_happened_and_saves_nothing(
     assert response.status_code == 200, response.text[:500]
     page = response.text
     assert 'data-testid="backtest"' in page
-    # From the wallet's opening (0.00: below the threshold, so 30.00 at once), then the
-    # grant and 96.00 of usage: one reload. What happened (no auto-reload): none.
+    # From the wallet's opening, with the 100.00 granted then, 96.00 of usage: one reload
+    # (below 20.00). What happened (no auto-reload): none.
     assert '<td data-testid="bt-reloads">1</td><td>0</td>' in page
     assert '<td data-testid="bt-charged">$30.00</td><td>$0.00</td>' in page
+    assert "so this starts then, from its balance of $100.00.</p>" in page
     assert 'value="$20"' in page  # the form keeps what was typed, ready to save
     assert saved(svc, owner) == before
     assert 'id="backtest-data"' in page
@@ -95,3 +99,54 @@ def test_a_member_cannot_try_settings(svc: Refill, api: TestClient, owner: Agenc
     forged = api.post(FORM, data={"threshold": "5", "reload_amount": "10"}, follow_redirects=False)
     assert forged.status_code in (303, 403)
     assert 'data-testid="backtest"' not in forged.text
+
+
+END = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("age", "opening", "first_reload", "said"),
+    [
+        pytest.param(timedelta(days=40), 0, None, None, id="older-than-the-days-no-words"),
+        pytest.param(
+            timedelta(days=2),
+            5 * USD,
+            None,
+            "Your wallet opened Dec 1 at 12:00 UTC, so this starts then, from its balance "
+            "of $5.00.",
+            id="young-above-the-threshold",
+        ),
+        pytest.param(
+            timedelta(days=2),
+            0,
+            timedelta(0),
+            "Your wallet opened Dec 1 at 12:00 UTC, so this starts then, from its balance "
+            "of $0.00: below this threshold, so these settings reload at once.",
+            id="young-reloads-at-once",
+        ),
+        pytest.param(
+            timedelta(days=2),
+            0,
+            timedelta(hours=3),
+            "Your wallet opened Dec 1 at 12:00 UTC, so this starts then, from its balance "
+            "of $0.00.",
+            id="young-first-reload-later",
+        ),
+    ],
+)
+def test_a_young_wallets_backtest_says_where_it_starts_and_why_it_reloads_at_once(
+    age: timedelta, opening: int, first_reload: timedelta | None, said: str | None
+) -> None:
+    start = max(END - age, END - timedelta(days=30))
+    reloads = [] if first_reload is None else [(start + first_reload, 30 * USD)]
+    result = previews.Preview(
+        30,
+        start,
+        END,
+        NO_SETTINGS,
+        Replay(reloads=reloads),
+        Replay(),
+        opening_balance=opening,
+    )
+
+    assert opening_words(result, "USD") == said

@@ -155,6 +155,9 @@ def test_a_preview_changes_nothing_and_shows_what_other_settings_would_have_done
     assert answer["series"][-1]["at"] == answer["end"]
     # Not before the wallet opened (a day ago): every hour from then, and the end.
     assert len(answer["series"]) == 24 + 1 + 1
+    # Both replays begin from the balance the wallet had then.
+    assert answer["opening_balance"] == answer["series"][0]["balance"]
+    assert answer["as_was"]["series"][0]["balance"] == answer["opening_balance"]
 
 
 def test_settings_that_could_not_save_are_refused_422_and_nothing_is_replayed(

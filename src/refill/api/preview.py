@@ -76,6 +76,10 @@ class PreviewOut(OutcomeOut):
     days: int
     start: datetime
     end: datetime
+    opening_balance: str = Field(
+        description="The wallet's balance at `start`, where both replays begin (`start` is "
+        "when the wallet opened if it is younger than `days`)."
+    )
     note: str
     as_was: OutcomeOut = Field(
         description="The same days with the settings that were in effect then (from the "
@@ -105,6 +109,7 @@ def preview_auto_reload(body: PreviewRequest, p: Owner, refill: Service) -> Prev
         days=result.days,
         start=result.start,
         end=result.end,
+        opening_balance=format_amount(result.opening_balance, p.currency),
         note=result.note,
         as_was=OutcomeOut.of(result.as_was, p.currency),
     )

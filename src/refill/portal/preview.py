@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, Request, Response
 
 from refill import services
 from refill.errors import RefillError
-from refill.money import format_amount
+from refill.money import display_amount, format_amount
 from refill.portal.billing import AutoReloadForm, auto_reload_change, render_billing, typed_form
 from refill.portal.security import Signed, allowed_to_change
 from refill.reload.replay import Replay
@@ -51,6 +51,22 @@ def outcome(r: Replay, currency: str) -> Outcome:
     )
 
 
+def opening_words(result: previews.Preview, currency: str) -> str | None:
+    """Why a young wallet's replay begins where it does, and why these settings may reload
+    at once there (None for a wallet older than the days replayed)."""
+    if not result.from_opening:
+        return None
+    balance = display_amount(result.opening_balance, currency)
+    said = (
+        f"Your wallet opened {result.start:%b} {result.start.day} at {result.start:%H:%M} UTC, "
+        f"so this starts then, from its balance of {balance}"
+    )
+    first = result.proposed.reloads[0][0] if result.proposed.reloads else None
+    if first == result.start:
+        return said + ": below this threshold, so these settings reload at once."
+    return said + "."
+
+
 def chart_data(result: previews.Preview, currency: str) -> str:
     """Both balance lines for backtest.js (read from a JSON script block: no inline JS)."""
 
@@ -60,7 +76,13 @@ def chart_data(result: previews.Preview, currency: str) -> str:
             for at, b in r.series
         ]
 
-    return json.dumps({"proposed": points(result.proposed), "as_was": points(result.as_was)})
+    return json.dumps(
+        {
+            "currency": currency,
+            "proposed": points(result.proposed),
+            "as_was": points(result.as_was),
+        }
+    )
 
 
 @router.post("/team/billing/auto-reload/preview")
@@ -90,6 +112,7 @@ def preview_auto_reload(
         "proposed": outcome(result.proposed, currency),
         "as_was": outcome(result.as_was, currency),
         "note": result.note,
+        "opening": opening_words(result, currency),
         "chart": chart_data(result, currency),
     }
     return render_billing(

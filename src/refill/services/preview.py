@@ -43,7 +43,14 @@ class Preview:
     settings: AutoReloadSettings
     proposed: Replay
     as_was: Replay
+    # The wallet's balance at ``start``, where both replays begin.
+    opening_balance: int = 0
     note: str = NOTE
+
+    @property
+    def from_opening(self) -> bool:
+        """The replay starts when the wallet opened: it is younger than ``days``."""
+        return self.end - self.start < timedelta(days=self.days)
 
 
 def check_days(days: int | None) -> int:
@@ -111,7 +118,13 @@ def preview(
 
         history = settings_history(tx, agency_id, start, end, current)
         return Preview(
-            span, start, end, proposed, run([SettingsFrom(start, proposed)]), run(history)
+            span,
+            start,
+            end,
+            proposed,
+            run([SettingsFrom(start, proposed)]),
+            run(history),
+            opening_balance=opening,
         )
 
     return db.read(work)

@@ -7,7 +7,20 @@
   if (!node || !canvas || typeof Chart === "undefined") { return; }
   var data = JSON.parse(node.textContent);
   function line(points) { return points.map(function (p) { return { x: p.t, y: p.y }; }); }
-  var money = function (v) { return "$" + Number(v).toFixed(2); };
+  var money = function (v) {
+    try {
+      return new Intl.NumberFormat(undefined, { style: "currency", currency: data.currency }).format(v);
+    } catch (e) { return Number(v).toFixed(2) + " " + data.currency; }
+  };
+  // Days on the axis; hours and minutes too when the replay is two days or less (a young
+  // wallet), or every tick would name the same day.
+  var all = data.proposed.concat(data.as_was).map(function (p) { return p.t; });
+  var short = all.length > 0 && Math.max.apply(null, all) - Math.min.apply(null, all) <= 2 * 24 * 3600 * 1000;
+  var tick = function (v) {
+    var at = new Date(v);
+    var day = at.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+    return short ? [day, at.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })] : day;
+  };
   new Chart(canvas, {
     type: "line",
     data: {
@@ -21,7 +34,7 @@
       maintainAspectRatio: false,
       interaction: { mode: "index", intersect: false },
       scales: {
-        x: { type: "linear", ticks: { maxTicksLimit: 6, callback: function (v) { return new Date(v).toLocaleDateString(undefined, { month: "short", day: "numeric" }); } } },
+        x: { type: "linear", ticks: { maxTicksLimit: 6, callback: tick } },
         y: { beginAtZero: true, ticks: { callback: money } }
       },
       plugins: {
