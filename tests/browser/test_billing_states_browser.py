@@ -153,6 +153,11 @@ def test_a_daily_limit_block_shows_until_when_and_raising_the_limit_lifts_it(
     spend(server, key, "35.00", "big-call")  # 15.00: the second reload meets the limit
     banner(page, "blocked")
     expect(page.get_by_test_id("banner")).to_contain_text("paused by your daily reload limit")
+    # The checklist under Auto Reload follows the banner without a reload, and opens.
+    box = page.get_by_test_id("explain-box")
+    expect(box).to_have_attribute("data-verdict", "paused_by_limit", timeout=SEEN_WITHIN_MS)
+    expect(box).to_have_attribute("open", "")
+    expect(box.locator('[data-check="not_blocked"]')).to_have_attribute("data-passed", "false")
     snap(page, "blocked")
     page.get_by_role("link", name="Raise the limit").click()
     page.get_by_text("Safety limits").click()

@@ -43,6 +43,15 @@ def test_the_checklist_opens_by_itself_and_says_auto_reload_is_suspended(
     snap(page, "explain-suspended")
     assert fits_the_screen(page)
 
+    # Closed by the owner, it stays closed when the page refreshes it.
+    box.locator("summary").click()
+    expect(box).not_to_have_attribute("open", "")
+    for _ in range(2):
+        with page.expect_response(lambda r: r.url.endswith("/portal/team/billing/explain")):
+            pass
+    expect(page.get_by_test_id("explain-box")).not_to_have_attribute("open", "")
+    expect(page.get_by_test_id("explain-box")).to_have_attribute("data-verdict", "suspended")
+
 
 def test_settings_are_tried_on_the_last_days_and_drawn_before_they_are_saved(
     browser: Browser,

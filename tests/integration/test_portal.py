@@ -110,6 +110,7 @@ def test_without_a_session_the_pages_send_the_browser_to_sign_in(client: TestCli
         "/portal/team/billing/live",
         "/portal/team/members",
         "/portal/team/subteams/live",
+        "/portal/team/billing/explain",
     ):
         response = client.get(path, follow_redirects=False)
         assert (response.status_code, response.headers["location"]) == (303, "/portal/login")
@@ -128,6 +129,20 @@ def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing(
     assert response.status_code == 403
     assert "did not come from this page" in response.text
     assert settings_of(refill, owner).auto_reload.status == "off"
+
+
+def test_the_checklist_alone_is_served_for_the_page_to_refresh_it(
+    owner: Agency, refill: Refill, client: TestClient
+) -> None:
+    page = client.get("/portal/team/billing").text
+    assert '<div data-live-url="/portal/team/billing/explain">' in page
+
+    alone = client.get("/portal/team/billing/explain")
+
+    assert alone.status_code == 200
+    assert '<details class="explain" id="explain-box"' in alone.text
+    assert 'data-verdict="off"' in alone.text
+    assert "<html" not in alone.text
 
 
 def test_forms_work_without_javascript_and_come_back_with_a_notice(

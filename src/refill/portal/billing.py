@@ -8,6 +8,7 @@ page again with the errors next to their fields). ``portal.js`` refreshes the li
 from __future__ import annotations
 
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -19,9 +20,10 @@ from refill.money import display_amount, format_amount, parse_typed_amount
 from refill.notify import words
 from refill.portal.common import FormState, PortalRefused, back, page, plain
 from refill.portal.security import Signed, allowed_to_change
-from refill.portal.views import billing_context, card_name
+from refill.portal.views import billing_context, card_name, local_time
 from refill.reload.settings import UNSET, AutoReloadSettings, SettingsChange, change_from_text
 from refill.reload.states import AttemptStatus, SettingsStatus
+from refill.services.explain import explain_auto_reload
 from refill.services.sessions import PortalSession
 from refill.webctx import Service
 
@@ -109,6 +111,19 @@ def billing_live(
     except ValidationFailed as exc:
         raise PortalRefused(exc.status, exc.message) from None
     return page(request, "_live.html", context)
+
+
+@router.get("/team/billing/explain")
+def billing_explain(request: Request, session: Signed, refill: Service) -> HTMLResponse:
+    """The "Why it did or didn't reload" checklist alone, refreshed with the live part (a
+    banner that changes under the owner's eyes must not contradict it)."""
+    zone = ZoneInfo(services.get_agency(refill.db, session.agency_id).timezone)
+    context = {
+        "explanation": explain_auto_reload(refill.db, refill.policy, agency_id=session.agency_id),
+        "zone": zone.key,
+        "when": lambda moment: local_time(moment, zone),
+    }
+    return page(request, "_explain.html", context)
 
 
 @router.post("/team/billing/credits")
