@@ -100,6 +100,14 @@ def row(html: str, subteam_id: str) -> str:
     return words_of(part(rf'<tr id="row-{subteam_id}".*?</tr>', html))
 
 
+def field_error(html: str, name: str) -> str:
+    """The words of the error shown under a form's field (after its hint), which is marked
+    invalid."""
+    field = part(rf'<input id="f-{name}".*?</p>\s*<p class="field-error"[^>]*>.*?</p>', html)
+    assert 'aria-invalid="true"' in field
+    return words_of(part(r'<p class="field-error"[^>]*>(.*?)</p>', field, 1))
+
+
 def authorize(api: TestClient, secret: str, subteam_id: str) -> dict[str, object]:
     response = api.post(
         "/v1/calls/authorize",
@@ -330,11 +338,7 @@ def test_a_wrong_limit_is_shown_at_its_field_and_nothing_changes(
     )
 
     assert answer.status_code == 422
-    field = part(
-        rf'<input id="f-{wrong}".*?</p>\s*<p class="field-error"[^>]*>.*?</p>', answer.text
-    )
-    assert 'aria-invalid="true"' in field
-    said = words_of(part(r'<p class="field-error"[^>]*>(.*?)</p>', field, 1))
+    said = field_error(answer.text, wrong)
     assert said.startswith(words)
     assert said.endswith("; leave it empty for no limit.")
     assert f'value="{daily}"' in answer.text  # what was typed, shown again
@@ -412,11 +416,7 @@ def test_a_wrong_minimum_call_balance_is_shown_at_its_field_and_nothing_changes(
     answer = send(api, FLOOR, {"min_call_balance": typed})
 
     assert answer.status_code == 422
-    field = part(
-        r'<input id="f-min_call_balance".*?<p class="field-error"[^>]*>.*?</p>', answer.text
-    )
-    assert 'aria-invalid="true"' in field
-    said = words_of(part(r'<p class="field-error"[^>]*>(.*?)</p>', field, 1))
+    said = field_error(answer.text, "min_call_balance")
     assert said.startswith(words)
     assert said.endswith("; 0 or empty: any available credit is enough.")
     assert f'value="{typed}"' in answer.text

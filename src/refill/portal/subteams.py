@@ -272,10 +272,12 @@ def subteams_page(
 @router.get("/team/subteams/live")
 def subteams_live(request: Request, session: Signed, refill: Service) -> HTMLResponse:
     """The list alone, for subteams.js to swap in every few seconds (before the subteam
-    route, which would take "live" for an id)."""
-    context = _base(refill, session)
-    context.update(_rows(refill, session, context["cur"]))
-    return page(request, "_subteams_list.html", context)
+    route, which would take "live" for an id): only what the list needs, not the page's
+    agency switcher."""
+    currency = services.get_agency(refill.db, session.agency_id).currency
+    return page(
+        request, "_subteams_list.html", {"session": session, **_rows(refill, session, currency)}
+    )
 
 
 @router.get("/team/subteams/{subteam_id}")

@@ -1,5 +1,6 @@
 // The live parts of a portal page: every element with a data-live-url is fetched again
-// from it every few seconds and swapped in, then afterSwap runs (to redraw a chart).
+// from it every few seconds and swapped in, then afterSwap(part) runs (to redraw a chart
+// the part holds).
 // Not while the page is hidden, nor while a control of a form inside the part has the
 // focus (the owner is typing in a filter or about to press a button: a swap would take it
 // away). A <details> the owner opened or closed stays so across swaps; one left alone
@@ -47,7 +48,7 @@ window.keepLive = function (afterSwap) {
         .then(function (html) {
           if (html !== null && html !== undefined) {
             swap(part, html);
-            if (afterSwap) { afterSwap(); }
+            if (afterSwap) { afterSwap(part); }
           }
         })
         .catch(function () { /* offline for a moment: try again at the next tick */ });

@@ -142,7 +142,6 @@
     show();
   }
 
-
   function stripeCard() {
     var box = document.getElementById("stripe-card");
     if (!box || typeof Stripe === "undefined") { return; }
@@ -180,5 +179,6 @@
   drawChart();
   modeFields();
   stripeCard();
-  window.keepLive(drawChart);
+  // The balance chart's data is in the live part; the checklist's swap changes none of it.
+  window.keepLive(function (part) { if (part.id === "live") { drawChart(); } });
 }());
